@@ -1,0 +1,80 @@
+//! VIP keys and per-VIP metadata.
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Address family tag for IPv4 keys.
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag for IPv6 keys.
+pub const FAMILY_V6: u8 = 6;
+
+/// A service's listening point: what a packet's destination is matched against.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    /// Destination address, network byte order. IPv4 fills bytes 0..4; the rest stay zero.
+    pub addr: [u8; 16],
+    /// Destination port, host byte order (so `bpftool` shows it as written in the config).
+    pub port: u16,
+    /// IP protocol: [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`]; keeps an IPv4 key apart from an IPv6 one with zeros.
+    pub family: u8,
+}
+
+impl VipKey {
+    /// Key for an IPv4 VIP; `addr` in network byte order as it appears on the wire.
+    #[inline(always)]
+    pub const fn v4(addr: [u8; 4], port: u16, proto: u8) -> Self {
+        let mut a = [0u8; 16];
+        a[0] = addr[0];
+        a[1] = addr[1];
+        a[2] = addr[2];
+        a[3] = addr[3];
+        Self { addr: a, port, proto, family: FAMILY_V4 }
+    }
+
+    /// Key for an IPv6 VIP; `addr` in network byte order.
+    #[inline(always)]
+    pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
+        Self { addr, port, proto, family: FAMILY_V6 }
+    }
+}
+
+/// Forwarding mode value for [`VipMeta::mode`]: count, then pass to the local stack (L7 proxy).
+pub const MODE_PASS: u32 = 0;
+
+/// What the XDP program does with a packet that matched a [`VipKey`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VipMeta {
+    /// Index into the per-VIP counters, host byte order; below [`crate::maps::MAX_VIPS`].
+    pub id: u32,
+    /// Forwarding mode, host byte order: one of the `MODE_*` constants.
+    pub mode: u32,
+}
+
+crate::impl_pod!(VipKey, VipMeta);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
+        assert_eq!(size_of::<VipMeta>(), 8);
+    }
+
+    #[test]
+    fn v4_and_v6_keys_differ_by_family() {
+        let a = VipKey::v4([198, 18, 0, 99], 80, PROTO_TCP);
+        let mut b6 = [0u8; 16];
+        b6[..4].copy_from_slice(&[198, 18, 0, 99]);
+        let b = VipKey::v6(b6, 80, PROTO_TCP);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,162 @@
+//! Configuration: TOML -> raw serde structs -> [`validate`] -> the runtime [`Config`].
+//!
+//! Raw structs mirror the file (every key documented in `docs/config.md`); the runtime
+//! types make invalid combinations unrepresentable. Errors name the file, line, column and
+//! key, so an operator can fix a file without reading code.
+
+mod error;
+mod raw;
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+pub use error::ConfigError;
+pub use raw::RawConfig;
+
+/// Default bpffs mount point; pinned maps live under `<bpffs>/lb/<instance>`.
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
+/// Default instance name: one pin directory per instance, so two daemons never share maps.
+pub const DEFAULT_INSTANCE: &str = "default";
+/// Longest instance name; it becomes a directory name.
+pub const MAX_INSTANCE_LEN: usize = 64;
+
+/// A validated configuration: what the daemon runs on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Names the pin directory and the instance in logs.
+    pub instance: String,
+    /// Where and how the XDP program attaches.
+    pub xdp: XdpConfig,
+    /// Services in file order.
+    pub services: Vec<Service>,
+}
+
+impl Config {
+    /// The directory the instance pins its maps in.
+    pub fn pin_dir(&self) -> PathBuf {
+        self.xdp.bpffs.join("lb").join(&self.instance)
+    }
+}
+
+/// XDP attachment settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// The front interface: where VIP traffic arrives.
+    pub interface: String,
+    /// The attach mode tried first.
+    pub mode: AttachMode,
+    /// Whether to fall back to generic mode when native attach is refused.
+    pub generic_fallback: bool,
+    /// bpffs mount point.
+    pub bpffs: PathBuf,
+}
+
+/// XDP attach mode, as `ip link set ... xdp{drv,generic}` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver: fastest; needs driver support (veth, most 10G+ NICs).
+    Native,
+    /// In the kernel's generic receive path: works on any interface, slower.
+    Generic,
+}
+
+impl AttachMode {
+    /// The name used in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Native => "native",
+            AttachMode::Generic => "generic",
+        }
+    }
+}
+
+/// Transport protocol of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP (IP protocol 6).
+    Tcp,
+    /// UDP (IP protocol 17).
+    Udp,
+}
+
+impl Protocol {
+    /// IP protocol number, as the XDP program sees it.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => lb_common::vip::PROTO_TCP,
+            Protocol::Udp => lb_common::vip::PROTO_UDP,
+        }
+    }
+
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A VIP: the (address, port, protocol) a service answers on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Vip {
+    /// Virtual address (IPv4 or IPv6).
+    pub addr: IpAddr,
+    /// Port.
+    pub port: u16,
+    /// Transport protocol.
+    pub protocol: Protocol,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{a}:{}/{}", self.port, self.protocol.as_str()),
+            IpAddr::V6(a) => write!(f, "[{a}]:{}/{}", self.port, self.protocol.as_str()),
+        }
+    }
+}
+
+/// What happens to a VIP's packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// Counted by XDP, then passed to the local stack, where a local listener answers.
+    Pass,
+}
+
+impl ServiceMode {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceMode::Pass => "pass",
+        }
+    }
+}
+
+/// One service: a VIP and how it is served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    /// Unique name, used in stats and admin commands.
+    pub name: String,
+    /// Where it listens.
+    pub vip: Vip,
+    /// How its packets are handled.
+    pub mode: ServiceMode,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is only used in messages.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(path, text, &e))?;
+    raw.validate(path, text)
+}

@@ -1,0 +1,178 @@
+//! The config file's shape, as serde reads it. Validation turns it into runtime types.
+
+use super::{
+    AttachMode, Config, ConfigError, Protocol, Service, ServiceMode, Vip, XdpConfig,
+    DEFAULT_BPFFS, DEFAULT_INSTANCE, MAX_INSTANCE_LEN,
+};
+use serde::Deserialize;
+use std::{collections::HashSet, net::IpAddr, path::Path};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Instance name (pin directory); default [`DEFAULT_INSTANCE`].
+    pub instance: Option<Spanned<String>>,
+    /// The `[xdp]` table.
+    pub xdp: Spanned<RawXdp>,
+    /// The `[[service]]` tables.
+    #[serde(default)]
+    pub service: Vec<Spanned<RawService>>,
+}
+
+/// `[xdp]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXdp {
+    /// Front interface name.
+    pub interface: Spanned<String>,
+    /// `native` (default) or `generic`.
+    pub mode: Option<Spanned<String>>,
+    /// Fall back to generic when native attach is refused; default false.
+    #[serde(default)]
+    pub generic_fallback: bool,
+    /// bpffs mount point; default [`DEFAULT_BPFFS`].
+    pub bpffs: Option<String>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// Unique service name.
+    pub name: Spanned<String>,
+    /// Virtual IP address.
+    pub vip: Spanned<String>,
+    /// Port the service answers on.
+    pub port: Spanned<i64>,
+    /// `tcp` (default) or `udp`.
+    pub protocol: Option<Spanned<String>>,
+    /// `pass` (default).
+    pub mode: Option<Spanned<String>>,
+}
+
+impl RawConfig {
+    /// Checks every value and builds the runtime [`Config`].
+    pub fn validate(self, path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let err = |at: usize, key: &str, msg: String| ConfigError::invalid(path, text, at, key, msg);
+
+        let instance = match self.instance {
+            None => DEFAULT_INSTANCE.to_string(),
+            Some(s) => {
+                let at = s.span().start;
+                let v = s.into_inner();
+                let ok = !v.is_empty()
+                    && v.len() <= MAX_INSTANCE_LEN
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !ok {
+                    return Err(err(
+                        at,
+                        "instance",
+                        format!(
+                            "{v:?} is not a valid instance name (1-{MAX_INSTANCE_LEN} of A-Z a-z 0-9 - _)"
+                        ),
+                    ));
+                }
+                v
+            }
+        };
+
+        let xdp_at = self.xdp.span().start;
+        let raw_xdp = self.xdp.into_inner();
+        let if_at = raw_xdp.interface.span().start;
+        let interface = raw_xdp.interface.into_inner();
+        if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('/') {
+            return Err(err(if_at, "xdp.interface", format!("{interface:?} is not a valid interface name")));
+        }
+        let mode = match raw_xdp.mode {
+            None => AttachMode::Native,
+            Some(m) => match m.get_ref().as_str() {
+                "native" => AttachMode::Native,
+                "generic" => AttachMode::Generic,
+                other => {
+                    return Err(err(
+                        m.span().start,
+                        "xdp.mode",
+                        format!("unknown attach mode {other:?}; expected \"native\" or \"generic\""),
+                    ))
+                }
+            },
+        };
+        let _ = xdp_at;
+        let xdp = XdpConfig {
+            interface,
+            mode,
+            generic_fallback: raw_xdp.generic_fallback,
+            bpffs: raw_xdp.bpffs.unwrap_or_else(|| DEFAULT_BPFFS.to_string()).into(),
+        };
+
+        let mut services = Vec::with_capacity(self.service.len());
+        let mut names = HashSet::new();
+        let mut vips = HashSet::new();
+        for (i, s) in self.service.into_iter().enumerate() {
+            let s_at = s.span().start;
+            let s = s.into_inner();
+            let key = |k: &str| format!("service[{i}].{k}");
+
+            let name = s.name.get_ref().clone();
+            if name.is_empty() {
+                return Err(err(s.name.span().start, &key("name"), "must not be empty".into()));
+            }
+            if !names.insert(name.clone()) {
+                return Err(err(s.name.span().start, &key("name"), format!("duplicate service name {name:?}")));
+            }
+            let addr: IpAddr = s.vip.get_ref().parse().map_err(|_| {
+                err(
+                    s.vip.span().start,
+                    &key("vip"),
+                    format!("{:?} is not an IPv4 or IPv6 address", s.vip.get_ref()),
+                )
+            })?;
+            let port = *s.port.get_ref();
+            let port = u16::try_from(port).ok().filter(|&p| p != 0).ok_or_else(|| {
+                err(s.port.span().start, &key("port"), format!("{port} is not a port (1-65535)"))
+            })?;
+            let protocol = match s.protocol {
+                None => Protocol::Tcp,
+                Some(p) => match p.get_ref().as_str() {
+                    "tcp" => Protocol::Tcp,
+                    "udp" => Protocol::Udp,
+                    other => {
+                        return Err(err(
+                            p.span().start,
+                            &key("protocol"),
+                            format!("unknown protocol {other:?}; expected \"tcp\" or \"udp\""),
+                        ))
+                    }
+                },
+            };
+            let mode = match s.mode {
+                None => ServiceMode::Pass,
+                Some(m) => match m.get_ref().as_str() {
+                    "pass" => ServiceMode::Pass,
+                    other => {
+                        return Err(err(
+                            m.span().start,
+                            &key("mode"),
+                            format!("unknown service mode {other:?}; expected \"pass\""),
+                        ))
+                    }
+                },
+            };
+            let vip = Vip { addr, port, protocol };
+            if !vips.insert(vip) {
+                return Err(err(s_at, &key("vip"), format!("VIP {vip} is already used by another service")));
+            }
+            services.push(Service { name, vip, mode });
+        }
+        if services.len() > lb_common::maps::MAX_VIPS as usize {
+            return Err(err(
+                0,
+                "service",
+                format!("{} services; at most {} are supported", services.len(), lb_common::maps::MAX_VIPS),
+            ));
+        }
+        Ok(Config { instance, xdp, services })
+    }
+}

@@ -1,0 +1,269 @@
+//! The XDP data plane: the only module that loads the program and writes BPF maps.
+//!
+//! Everything else hands it a desired state (the services of a [`Config`]); it makes the
+//! maps match. Maps are pinned under the instance's pin directory so `bpftool` can inspect
+//! them and a restarted daemon picks them up again.
+
+mod object;
+pub mod stats;
+pub mod testrun;
+
+use crate::config::{AttachMode, Config, Service};
+use aya::{
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    programs::{ProgramError, Xdp, XdpMode},
+    Ebpf, EbpfLoader,
+};
+use lb_common::{
+    maps as names,
+    settings::Settings,
+    stats::VipStats,
+    vip::{VipKey, VipMeta, MODE_PASS},
+};
+use std::{
+    collections::HashSet,
+    net::IpAddr,
+    os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
+};
+
+pub use object::{embedded_object, ObjectError};
+
+/// Name of the XDP entry point in the object.
+pub const PROGRAM: &str = "lb_xdp";
+
+/// Why the data plane could not be set up or updated.
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    /// The binary carries no usable object.
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The pin directory could not be created.
+    #[error("cannot create pin directory {}: {source}", path.display())]
+    PinDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The kernel refused the object (verifier, map creation, pinning).
+    #[error("loading the XDP object failed: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// A map the program must have is missing from the object.
+    #[error("the XDP object has no map {0:?} (built from another version?)")]
+    MissingMap(&'static str),
+    /// The program is missing from the object or could not be prepared.
+    #[error("XDP program {PROGRAM:?}: {0}")]
+    Program(#[source] ProgramError),
+    /// A map read or write failed.
+    #[error("map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// The aya error.
+        source: MapError,
+    },
+    /// Attaching failed in every mode that was allowed.
+    #[error("{}", attach_message(interface, tried))]
+    Attach {
+        /// The interface.
+        interface: String,
+        /// Each mode tried, with the kernel's answer.
+        tried: Vec<(AttachMode, String)>,
+    },
+}
+
+fn attach_message(interface: &str, tried: &[(AttachMode, String)]) -> String {
+    let mut msg = format!("XDP attach to {interface} refused:");
+    for (mode, why) in tried {
+        msg.push_str(&format!(" {} mode: {why};", mode.as_str()));
+    }
+    if tried.len() == 1 && tried[0].0 == AttachMode::Native {
+        msg.push_str(
+            " the driver may lack native XDP: set xdp.mode = \"generic\" or xdp.generic_fallback = true",
+        );
+    } else {
+        msg.pop();
+    }
+    msg
+}
+
+fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataPlaneError {
+    move |source| DataPlaneError::Map { map, source }
+}
+
+/// A loaded XDP program with its pinned maps.
+pub struct DataPlane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    attached: Option<(String, AttachMode)>,
+}
+
+impl DataPlane {
+    /// Loads the embedded object, creating or reusing the maps pinned in `pin_dir`.
+    pub fn load(pin_dir: &Path) -> Result<Self, DataPlaneError> {
+        Self::load_object(embedded_object()?, pin_dir)
+    }
+
+    /// Loads `object` (an ELF BPF object), pinning its maps in `pin_dir`.
+    pub fn load_object(object: &[u8], pin_dir: &Path) -> Result<Self, DataPlaneError> {
+        std::fs::create_dir_all(pin_dir).map_err(|source| DataPlaneError::PinDir {
+            path: pin_dir.to_path_buf(),
+            source,
+        })?;
+        let paths: Vec<(&'static str, PathBuf)> =
+            names::ALL.iter().map(|&n| (n, pin_dir.join(n))).collect();
+        let mut loader = EbpfLoader::new();
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(object).map_err(DataPlaneError::Load)?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        prog.load().map_err(DataPlaneError::Program)?;
+        for &n in names::ALL {
+            if ebpf.map(n).is_none() {
+                return Err(DataPlaneError::MissingMap(n));
+            }
+        }
+        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), attached: None })
+    }
+
+    /// The directory the maps are pinned in.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// The program's file descriptor (for BPF_PROG_TEST_RUN).
+    pub fn program_fd(&self) -> Result<BorrowedFd<'_>, DataPlaneError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        Ok(prog.fd().map_err(DataPlaneError::Program)?.as_fd())
+    }
+
+    /// Makes the VIP map hold exactly the VIPs of `services`; VIP ids are the config order.
+    pub fn sync_services(&mut self, services: &[Service]) -> Result<(), DataPlaneError> {
+        let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
+            .ebpf
+            .map_mut(names::VIPS)
+            .ok_or(DataPlaneError::MissingMap(names::VIPS))?
+            .try_into()
+            .map_err(map_err(names::VIPS))?;
+        let mut wanted = HashSet::with_capacity(services.len());
+        for (id, svc) in services.iter().enumerate() {
+            let key = vip_key(svc);
+            let meta = VipMeta { id: id as u32, mode: MODE_PASS };
+            vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
+            wanted.insert(key);
+        }
+        let stale: Vec<VipKey> =
+            vips.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
+        for key in stale {
+            vips.remove(&key).map_err(map_err(names::VIPS))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the XDP program's run-time settings.
+    pub fn write_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError> {
+        let mut arr: Array<&mut MapData, Settings> = self
+            .ebpf
+            .map_mut(names::SETTINGS)
+            .ok_or(DataPlaneError::MissingMap(names::SETTINGS))?
+            .try_into()
+            .map_err(map_err(names::SETTINGS))?;
+        arr.set(0, settings, 0).map_err(map_err(names::SETTINGS))
+    }
+
+    /// Attaches to `interface` in `mode`, falling back to generic only when `fallback` is set.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: AttachMode,
+        fallback: bool,
+    ) -> Result<AttachMode, DataPlaneError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        let mut modes = vec![mode];
+        if fallback && mode == AttachMode::Native {
+            modes.push(AttachMode::Generic);
+        }
+        let mut tried = Vec::new();
+        for m in modes {
+            let xdp_mode = match m {
+                AttachMode::Native => XdpMode::Driver,
+                AttachMode::Generic => XdpMode::Skb,
+            };
+            match prog.attach(interface, xdp_mode) {
+                Ok(_) => {
+                    self.attached = Some((interface.to_string(), m));
+                    return Ok(m);
+                }
+                Err(e) => tried.push((m, error_chain(&e))),
+            }
+        }
+        Err(DataPlaneError::Attach { interface: interface.to_string(), tried })
+    }
+
+    /// Where the program is attached, if it is.
+    pub fn attached(&self) -> Option<(&str, AttachMode)> {
+        self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
+    }
+
+    /// Per-VIP counters summed over CPUs, indexed by VIP id.
+    pub fn vip_stats(&self, id: u32) -> Result<VipStats, DataPlaneError> {
+        let map = self.ebpf.map(names::VIP_STATS).ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?;
+        let arr: PerCpuArray<&MapData, VipStats> =
+            map.try_into().map_err(map_err(names::VIP_STATS))?;
+        stats::sum_vip(&arr, id).map_err(map_err(names::VIP_STATS))
+    }
+
+    /// Drop counters summed over CPUs, indexed by [`lb_common::stats::DropReason`].
+    pub fn drop_stats(&self) -> Result<Vec<u64>, DataPlaneError> {
+        let map = self.ebpf.map(names::DROPS).ok_or(DataPlaneError::MissingMap(names::DROPS))?;
+        let arr: PerCpuArray<&MapData, u64> = map.try_into().map_err(map_err(names::DROPS))?;
+        stats::sum_drops(&arr).map_err(map_err(names::DROPS))
+    }
+}
+
+/// The VIP map key of a service.
+pub fn vip_key(svc: &Service) -> VipKey {
+    let proto = svc.vip.protocol.number();
+    match svc.vip.addr {
+        IpAddr::V4(a) => VipKey::v4(a.octets(), svc.vip.port, proto),
+        IpAddr::V6(a) => VipKey::v6(a.octets(), svc.vip.port, proto),
+    }
+}
+
+/// Opens an instance's pinned map by name (for `lb stats` while the daemon runs).
+pub fn open_pinned(config: &Config, name: &'static str) -> Result<Map, DataPlaneError> {
+    let path = config.pin_dir().join(name);
+    let data = MapData::from_pin(&path).map_err(map_err(name))?;
+    Map::from_map_data(data).map_err(map_err(name))
+}
+
+/// Renders an error with its sources, the way the kernel's answer is worth reading.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

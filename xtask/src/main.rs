@@ -1,0 +1,128 @@
+//! Project tasks: `cargo xtask build-ebpf | build | test`.
+//!
+//! The eBPF crate builds with Debian's rustc (prebuilt BPF `core`) and bpf-linker, as
+//! ../shared/TOOLCHAIN.md describes; everything else with the normal toolchain.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// Debian's rustc with the prebuilt `core` for bpfel-unknown-none.
+const BPF_RUSTC: &str = "/usr/bin/rustc";
+const BPF_TARGET: &str = "bpfel-unknown-none";
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build and test tasks for the lb workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the XDP object (release, BTF) into target/bpf/lb-ebpf.o.
+    BuildEbpf,
+    /// Build the XDP object and the `lb` binary that embeds it.
+    Build {
+        /// Build `lb` in release mode.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run the whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, namespace tests.
+    Test {
+        /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    match Cli::parse().command {
+        Task::BuildEbpf => build_ebpf(&root).map(|_| ()),
+        Task::Build { release } => {
+            build_ebpf(&root)?;
+            build_lb(&root, release)
+        }
+        Task::Test { args } => {
+            build_ebpf(&root)?;
+            build_lb(&root, false)?;
+            let mut cmd = cargo(&root);
+            cmd.args(["test", "--workspace", "--no-fail-fast"]);
+            if !args.is_empty() {
+                cmd.arg("--").args(&args);
+            }
+            run(&mut cmd, "cargo test")
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+}
+
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root);
+    cmd
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds lb-ebpf and copies the object to where lb-userspace's build.rs embeds it from.
+fn build_ebpf(root: &Path) -> Result<PathBuf> {
+    if !Path::new(BPF_RUSTC).exists() {
+        bail!("{BPF_RUSTC} is missing: run scripts/install-deps.sh (Debian's rustc-web)");
+    }
+    let linker_ok = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !linker_ok {
+        bail!("bpf-linker is not on PATH: run scripts/install-deps.sh");
+    }
+    let crate_dir = root.join("lb-ebpf");
+    let target_dir = crate_dir.join("target");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&crate_dir)
+        .env("RUSTC", BPF_RUSTC)
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS", "fallback")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .args(["build", "--release", "--target", BPF_TARGET, "--target-dir"])
+        .arg(&target_dir);
+    run(&mut cmd, "eBPF build")?;
+    let built = target_dir.join(BPF_TARGET).join("release").join("lb-ebpf");
+    let out_dir = root.join("target").join("bpf");
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let out = out_dir.join("lb-ebpf.o");
+    // Copy only when changed so cargo does not rebuild lb for nothing.
+    let new = std::fs::read(&built).with_context(|| format!("reading {}", built.display()))?;
+    if std::fs::read(&out).ok().as_deref() != Some(new.as_slice()) {
+        std::fs::write(&out, &new).with_context(|| format!("writing {}", out.display()))?;
+    }
+    eprintln!("xtask: XDP object at {}", out.display());
+    Ok(out)
+}
+
+fn build_lb(root: &Path, release: bool) -> Result<()> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "-p", "lb-userspace", "--bin", "lb"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd, "cargo build lb")
+}
