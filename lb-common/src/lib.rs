@@ -7,6 +7,7 @@
 //! types they describe, one module per concern (Katran's `balancer_consts.h`).
 #![no_std]
 
+pub mod flow_hash;
 pub mod maps;
 pub mod settings;
 pub mod stats;

@@ -5,5 +5,6 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod maglev;
 pub mod preflight;
 pub mod run;

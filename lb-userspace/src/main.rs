@@ -12,7 +12,7 @@ use lb_common::{
     stats::{DropReason, VipStats},
     vip::{VipKey, VipMeta},
 };
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 /// A kernel-accelerated L4/L7 load balancer: XDP fast path, HTTP proxy, VRRP failover.
 #[derive(Parser)]
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {

@@ -29,7 +29,7 @@ pub enum RunError {
 
 /// Validates the machine for `config` and loads the data plane, without attaching.
 pub fn prepare(config: &Config) -> Result<DataPlane, RunError> {
-    dataplane::embedded_object().map_err(DataPlaneError::from)?;
+    dataplane::xdp_object().map_err(DataPlaneError::from)?;
     preflight::check_privileges()?;
     preflight::check_interface(&config.xdp.interface)?;
     preflight::check_bpffs(&config.xdp.bpffs)?;

@@ -27,7 +27,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use object::{embedded_object, ObjectError};
+pub use object::{xdp_object, ObjectError, OBJECT_ENV};
 
 /// Name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
@@ -102,7 +102,7 @@ pub struct DataPlane {
 impl DataPlane {
     /// Loads the embedded object, creating or reusing the maps pinned in `pin_dir`.
     pub fn load(pin_dir: &Path) -> Result<Self, DataPlaneError> {
-        Self::load_object(embedded_object()?, pin_dir)
+        Self::load_object(&xdp_object()?, pin_dir)
     }
 
     /// Loads `object` (an ELF BPF object), pinning its maps in `pin_dir`.
