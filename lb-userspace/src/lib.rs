@@ -8,3 +8,4 @@ pub mod dataplane;
 pub mod maglev;
 pub mod preflight;
 pub mod run;
+pub mod vrrp;
