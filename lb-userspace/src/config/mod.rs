@@ -6,6 +6,7 @@
 
 mod error;
 mod raw;
+pub mod vrrp;
 
 use std::{
     net::IpAddr,
@@ -14,6 +15,7 @@ use std::{
 
 pub use error::ConfigError;
 pub use raw::RawConfig;
+pub use vrrp::VrrpConfig;
 
 /// Default bpffs mount point; pinned maps live under `<bpffs>/lb/<instance>`.
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
@@ -31,6 +33,8 @@ pub struct Config {
     pub xdp: XdpConfig,
     /// Services in file order.
     pub services: Vec<Service>,
+    /// Virtual routers this node takes part in (`[[vrrp]]`); empty = always serve.
+    pub vrrp: Vec<VrrpConfig>,
 }
 
 impl Config {

@@ -19,6 +19,9 @@ pub struct RawConfig {
     /// The `[[service]]` tables.
     #[serde(default)]
     pub service: Vec<Spanned<RawService>>,
+    /// The `[[vrrp]]` tables.
+    #[serde(default)]
+    pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
 }
 
 /// `[xdp]`.
@@ -173,6 +176,7 @@ impl RawConfig {
                 format!("{} services; at most {} are supported", services.len(), lb_common::maps::MAX_VIPS),
             ));
         }
-        Ok(Config { instance, xdp, services })
+        let vrrp = super::vrrp::validate(path, text, self.vrrp)?;
+        Ok(Config { instance, xdp, services, vrrp })
     }
 }
