@@ -1,0 +1,278 @@
+//! A TCP stream with inactivity timeouts (HAProxy's `timeout client`/`timeout server`)
+//! that can be shared: the proxy keeps a handle to the socket while hyper owns the
+//! connection, so it can still answer 408 after hyper gives up on a slow request head.
+
+use std::{
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{ready, Context, Poll},
+    time::Duration,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    time::Sleep,
+};
+
+/// A shared TCP stream whose reads and writes fail with `TimedOut` after `idle`
+/// without progress in either direction.
+#[derive(Debug)]
+pub struct DeadlineIo {
+    stream: Arc<TcpStream>,
+    idle: Option<Duration>,
+    /// One deadline for both directions: armed when an operation must wait, pushed
+    /// back on every byte moved. It keeps the waker of the last wait, so it fires even
+    /// if hyper does not poll again.
+    timer: Option<Pin<Box<Sleep>>>,
+    scan: Option<Arc<HeadScan>>,
+}
+
+impl DeadlineIo {
+    /// Wraps `stream`; `idle = None` means no timeout.
+    pub fn new(stream: Arc<TcpStream>, idle: Option<Duration>) -> Self {
+        DeadlineIo {
+            stream,
+            idle,
+            timer: None,
+            scan: None,
+        }
+    }
+
+    /// Also feeds every byte read to `scan` while it looks for a request head.
+    pub fn with_scan(mut self, scan: Arc<HeadScan>) -> Self {
+        self.scan = Some(scan);
+        self
+    }
+
+    /// Progress was made: the inactivity deadline moves to `idle` from now.
+    fn progress(&mut self) {
+        if let (Some(t), Some(idle)) = (self.timer.as_mut(), self.idle) {
+            t.as_mut().reset(tokio::time::Instant::now() + idle);
+        }
+    }
+
+    /// Called when an operation must wait: arms (once) and polls its timer.
+    fn wait(
+        timer: &mut Option<Pin<Box<Sleep>>>,
+        idle: Option<Duration>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Error> {
+        let Some(idle) = idle else {
+            return Poll::Pending;
+        };
+        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        match t.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "inactivity timeout",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for DeadlineIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match this.stream.poll_read_ready(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match this.stream.try_read(buf.initialize_unfilled()) {
+                    Ok(n) => {
+                        buf.advance(n);
+                        if let Some(scan) = &this.scan {
+                            let filled = buf.filled();
+                            scan.feed(&filled[filled.len() - n..]);
+                        }
+                        this.progress();
+                        return Poll::Ready(Ok(()));
+                    }
+                    // Readiness was cleared by try_read; poll again to register.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Pending => {
+                    let err = ready!(Self::wait(&mut this.timer, this.idle, cx));
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for DeadlineIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            match this.stream.poll_write_ready(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match this.stream.try_write(data) {
+                    Ok(n) => {
+                        this.progress();
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Pending => {
+                    let err = ready!(Self::wait(&mut this.timer, this.idle, cx));
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            match this.stream.poll_write_ready(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match this.stream.try_write_vectored(bufs) {
+                    Ok(n) => {
+                        this.progress();
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Pending => {
+                    let err = ready!(Self::wait(&mut this.timer, this.idle, cx));
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
+        match r {
+            // Already closed by the peer: nothing left to shut down.
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
+    }
+}
+
+/// Largest head the scanner keeps; beyond it hyper answers 431 anyway.
+pub const HEAD_SCAN_LIMIT: usize = 64 * 1024;
+
+/// Spots a request head carrying both Content-Length and Transfer-Encoding before
+/// hyper parses it: hyper silently drops the Content-Length (chunked wins, and the
+/// connection closes), so without this the proxy could not answer HAProxy-style 400 to
+/// a smuggling attempt. Best effort: pipelined heads read ahead by hyper are not
+/// scanned, which is safe because hyper's own handling stays in force.
+#[derive(Debug, Default)]
+pub struct HeadScan {
+    state: Mutex<ScanState>,
+}
+
+#[derive(Debug, Default)]
+struct ScanState {
+    paused: bool,
+    disabled: bool,
+    buf: Vec<u8>,
+    conflict: bool,
+}
+
+impl HeadScan {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ScanState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Bytes read from the client.
+    pub fn feed(&self, bytes: &[u8]) {
+        let mut st = self.lock();
+        if st.paused || st.disabled {
+            return;
+        }
+        let room = HEAD_SCAN_LIMIT.saturating_sub(st.buf.len());
+        st.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        if st.buf.starts_with(b"PRI * HTTP/2.0") {
+            // HTTP/2 has no such ambiguity (and no Transfer-Encoding).
+            st.disabled = true;
+            st.buf = Vec::new();
+            return;
+        }
+        let end = st
+            .buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| st.buf.windows(2).position(|w| w == b"\n\n"));
+        if let Some(end) = end {
+            let (mut cl, mut te) = (false, false);
+            for line in st.buf[..end].split(|&b| b == b'\n') {
+                let l = line.get(..18).unwrap_or(line).to_ascii_lowercase();
+                cl |= l.starts_with(b"content-length:");
+                te |= l.starts_with(b"transfer-encoding:");
+            }
+            st.conflict = cl && te;
+            st.paused = true;
+            st.buf.clear();
+        } else if st.buf.len() >= HEAD_SCAN_LIMIT {
+            st.paused = true;
+            st.buf.clear();
+        }
+    }
+
+    /// Called when a request head reached the handler: whether it had both framings.
+    pub fn take_conflict(&self) -> bool {
+        std::mem::take(&mut self.lock().conflict)
+    }
+
+    /// The current exchange is over; the next bytes start a new head.
+    pub fn resume(&self) {
+        let mut st = self.lock();
+        st.paused = false;
+        st.buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_scan_finds_both_framings() {
+        let s = HeadScan::default();
+        s.feed(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n");
+        s.feed(b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n");
+        assert!(s.take_conflict());
+        assert!(!s.take_conflict());
+        // Paused until resumed: body bytes are not mistaken for a head.
+        s.feed(b"Content-Length: 1\r\nTransfer-Encoding: x\r\n\r\n");
+        assert!(!s.take_conflict());
+        s.resume();
+        s.feed(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        assert!(!s.take_conflict());
+        let h2 = HeadScan::default();
+        h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        h2.resume();
+        h2.feed(b"Content-Length: 1\r\nTransfer-Encoding: x\r\n\r\n");
+        assert!(!h2.take_conflict());
+    }
+}

@@ -1,0 +1,240 @@
+//! Access log in HAProxy's `option httplog` format, one line per request, written
+//! through a pluggable sink so the daemon can send it to stdout, a file or syslog.
+
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// Everything one httplog line says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// Client address (`%ci:%cp`).
+    pub client: SocketAddr,
+    /// When the request was received (`%tr`).
+    pub date: SystemTime,
+    /// Frontend name (`%ft`): the service.
+    pub frontend: String,
+    /// Backend name (`%b`): the service too (one listen section).
+    pub backend: String,
+    /// Server name (`%s`), `<NOSRV>` when none was reached.
+    pub server: Option<String>,
+    /// `%TR`: ms to receive the request head (-1 unknown).
+    pub t_request: i64,
+    /// `%Tw`: ms waiting in queues (-1 when the request never got a slot).
+    pub t_queue: i64,
+    /// `%Tc`: ms to connect to the server (-1 when it never connected).
+    pub t_connect: i64,
+    /// `%Tr`: ms the server took to send the response head (-1 when none came).
+    pub t_response: i64,
+    /// `%Ta`: ms from the request to the end of the response.
+    pub t_active: i64,
+    /// `%ST`: status sent to the client.
+    pub status: u16,
+    /// `%B`: bytes sent to the client (body bytes here; headers are not counted).
+    pub bytes: u64,
+    /// `%tsc`: the four termination-state letters.
+    pub termination: [char; 4],
+    /// `%ac`: connections on the process (we report the service's).
+    pub actconn: u32,
+    /// `%fc`: connections on the frontend.
+    pub feconn: u32,
+    /// `%bc`: requests in flight on the backend.
+    pub beconn: u32,
+    /// `%sc`: requests in flight on the server.
+    pub srv_conn: u32,
+    /// `%rc`: connection retries.
+    pub retries: u32,
+    /// Shown as `+` before `%rc` when the request was redispatched.
+    pub redispatched: bool,
+    /// `%sq`: requests queued ahead on the server.
+    pub srv_queue: u32,
+    /// `%bq`: requests queued ahead on the backend.
+    pub backend_queue: u32,
+    /// `%r`: the request line.
+    pub request_line: String,
+}
+
+impl AccessRecord {
+    /// The line, from the client address on (the syslog header with
+    /// `haproxy[pid]:` is the sink's business):
+    /// `%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc
+    ///  %ac/%fc/%bc/%sc/%rc %sq/%bq %{+Q}r`. Dates are UTC.
+    pub fn format(&self) -> String {
+        let mut s = String::with_capacity(160 + self.request_line.len());
+        let ip = match self.client {
+            SocketAddr::V6(a) => a
+                .ip()
+                .to_ipv4_mapped()
+                .map_or_else(|| a.ip().to_string(), |v4| v4.to_string()),
+            SocketAddr::V4(a) => a.ip().to_string(),
+        };
+        let _ = write!(
+            s,
+            "{}:{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {}{}{}{} {}/{}/{}/{}/{}{} {}/{} \"",
+            ip,
+            self.client.port(),
+            log_date(self.date),
+            self.frontend,
+            self.backend,
+            self.server.as_deref().unwrap_or("<NOSRV>"),
+            self.t_request,
+            self.t_queue,
+            self.t_connect,
+            self.t_response,
+            self.t_active,
+            self.status,
+            self.bytes,
+            self.termination[0],
+            self.termination[1],
+            self.termination[2],
+            self.termination[3],
+            self.actconn,
+            self.feconn,
+            self.beconn,
+            self.srv_conn,
+            if self.redispatched { "+" } else { "" },
+            self.retries,
+            self.srv_queue,
+            self.backend_queue,
+        );
+        escape_into(&mut s, &self.request_line);
+        s.push('"');
+        s
+    }
+}
+
+/// HAProxy escapes non-printable bytes and `"` in logged strings as `#XX`.
+fn escape_into(out: &mut String, text: &str) {
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'#' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "#{b:02X}");
+        }
+    }
+}
+
+/// `dd/Mon/yyyy:HH:MM:SS.mmm` in UTC.
+pub fn log_date(t: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let month = MONTHS
+        .get((m as usize).wrapping_sub(1))
+        .copied()
+        .unwrap_or("???");
+    format!(
+        "{:02}/{}/{:04}:{:02}:{:02}:{:02}.{:03}",
+        day,
+        month,
+        y,
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Where access log records go. Implementations must be cheap: `log` runs on the
+/// proxy's tasks once per request.
+pub trait AccessLogSink: Send + Sync + std::fmt::Debug {
+    /// Records one finished request.
+    fn log(&self, record: &AccessRecord);
+}
+
+/// Emits each line as a `tracing` event with target `access` at INFO, so the
+/// daemon's subscriber decides where it goes (stdout, file, filtering).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingSink;
+
+impl AccessLogSink for TracingSink {
+    fn log(&self, record: &AccessRecord) {
+        tracing::info!(target: "access", "{}", record.format());
+    }
+}
+
+/// Drops every record (benchmarks, tests that do not look at logs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullSink;
+
+impl AccessLogSink for NullSink {
+    fn log(&self, _record: &AccessRecord) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn dates() {
+        assert_eq!(log_date(UNIX_EPOCH), "01/Jan/1970:00:00:00.000");
+        // 2009-02-06 12:14:14.655 UTC, HAProxy manual's example date.
+        let t = UNIX_EPOCH + Duration::from_millis(1_233_922_454_655);
+        assert_eq!(log_date(t), "06/Feb/2009:12:14:14.655");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(&log_date(t)[..11], "29/Feb/2000");
+    }
+
+    #[test]
+    fn line_matches_httplog_layout() {
+        let r = AccessRecord {
+            client: "10.0.1.2:33317".parse().expect("addr"),
+            date: UNIX_EPOCH + Duration::from_millis(1_233_922_454_655),
+            frontend: "http-in".into(),
+            backend: "static".into(),
+            server: Some("srv1".into()),
+            t_request: 10,
+            t_queue: 0,
+            t_connect: 30,
+            t_response: 69,
+            t_active: 109,
+            status: 200,
+            bytes: 2750,
+            termination: ['-', '-', 'V', 'N'],
+            actconn: 1,
+            feconn: 1,
+            beconn: 1,
+            srv_conn: 1,
+            retries: 0,
+            redispatched: false,
+            srv_queue: 0,
+            backend_queue: 0,
+            request_line: "GET /index.html HTTP/1.1".into(),
+        };
+        assert_eq!(
+            r.format(),
+            "10.0.1.2:33317 [06/Feb/2009:12:14:14.655] http-in static/srv1 10/0/30/69/109 200 2750 - - --VN 1/1/1/1/0 0/0 \"GET /index.html HTTP/1.1\""
+        );
+        let r2 = AccessRecord {
+            redispatched: true,
+            retries: 1,
+            server: None,
+            request_line: "GET /\"x\" HTTP/1.1".into(),
+            ..r
+        };
+        let line = r2.format();
+        assert!(line.contains(" static/<NOSRV> "), "{line}");
+        assert!(line.contains(" 1/1/1/1/+1 "), "{line}");
+        assert!(line.ends_with("\"GET /#22x#22 HTTP/1.1\""), "{line}");
+    }
+}

@@ -1,0 +1,1097 @@
+//! The HTTP proxy: accepts clients (HTTP/1.0, 1.1, h2c prior knowledge), picks a server
+//! (persistence cookie, then the balancer), forwards over pooled HTTP/1.1 connections
+//! and applies HAProxy's semantics: retries/redispatch, forwardfor, httpclose, maxconn
+//! with queues, timeouts, error pages, httplog.
+
+use super::{
+    balance::{Balancer, ServerStates},
+    cookie::{self, ResponseContext},
+    io::{DeadlineIo, HeadScan},
+    log::{AccessLogSink, AccessRecord},
+    pages,
+    service::{HttpService, Timeouts, DEFAULT_MAX_IDLE_PER_SERVER, DEFAULT_SHUTDOWN_GRACE},
+    stats::ServiceStats,
+};
+use bytes::Bytes;
+use hyper::{
+    body::{Body, Frame, Incoming, SizeHint},
+    client::conn::http1::SendRequest,
+    header::{self, HeaderMap, HeaderName, HeaderValue},
+    Method, Request, Response, StatusCode, Uri, Version,
+};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::{
+    convert::Infallible,
+    io,
+    net::{IpAddr, SocketAddr},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Listen backlog of proxy sockets (HAProxy uses the frontend maxconn; the kernel caps
+/// it at net.core.somaxconn anyway).
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pause after a failed accept (e.g. out of file descriptors) before trying again.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// hyper refuses read buffers below this size.
+pub const MIN_HEAD_BUFFER: usize = 8192;
+
+/// Why the proxy could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The listening socket handed to [`serve`] is unusable.
+    #[error("service {service}: cannot use listener: {source}")]
+    Listener {
+        /// Service name.
+        service: String,
+        /// OS error.
+        source: io::Error,
+    },
+}
+
+/// Why a connection to a server could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// `timeout connect` expired.
+    #[error("connect to {addr} timed out after {timeout:?}")]
+    Timeout {
+        /// Server address.
+        addr: SocketAddr,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Refused, unreachable, ...
+    #[error("connect to {addr}: {source}")]
+    Io {
+        /// Server address.
+        addr: SocketAddr,
+        /// OS error.
+        source: io::Error,
+    },
+    /// HTTP/1.1 handshake on the new connection failed.
+    #[error("HTTP handshake with {addr}: {source}")]
+    Handshake {
+        /// Server address.
+        addr: SocketAddr,
+        /// hyper's error.
+        source: hyper::Error,
+    },
+}
+
+/// Binds a listening TCP socket for a VIP with IP_FREEBIND (the address need not be
+/// local yet: the VIP arrives when this node becomes MASTER) and SO_REUSEADDR (restart
+/// while old connections linger in TIME_WAIT). Non-blocking, ready for [`serve`].
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+        s.set_freebind_v6(true)?;
+    } else {
+        s.set_freebind_v4(true)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(LISTEN_BACKLOG)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Runs one service on `listener` until `shutdown` is cancelled, then stops accepting,
+/// asks open connections to finish their current request, and returns once they are
+/// gone or [`DEFAULT_SHUTDOWN_GRACE`] has passed.
+///
+/// `states` is read per request (health checks and the admin socket write it);
+/// `stats` must have one entry per server ([`ServiceStats::new`]); `access_log`
+/// receives one record per request.
+pub async fn serve(
+    service: Arc<HttpService>,
+    listener: std::net::TcpListener,
+    states: Arc<ServerStates>,
+    stats: Arc<ServiceStats>,
+    access_log: Arc<dyn AccessLogSink>,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
+    let lerr = |source| ProxyError::Listener {
+        service: service.name.clone(),
+        source,
+    };
+    listener.set_nonblocking(true).map_err(lerr)?;
+    let listener = TcpListener::from_std(listener).map_err(lerr)?;
+    let proxy = Arc::new(Proxy::new(service, states, stats, access_log));
+    let conn_limit = (proxy.service.maxconn > 0)
+        .then(|| Arc::new(Semaphore::new(proxy.service.maxconn as usize)));
+    let tracker = TaskTracker::new();
+    loop {
+        // HAProxy's frontend maxconn: beyond it, connections wait in the kernel backlog.
+        let permit = match &conn_limit {
+            None => None,
+            Some(sem) => tokio::select! {
+                p = sem.clone().acquire_owned() => match p {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+                _ = shutdown.cancelled() => break,
+            },
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(service = %proxy.service.name, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tracker.spawn(handle_connection(
+            proxy.clone(),
+            stream,
+            peer,
+            permit,
+            shutdown.clone(),
+        ));
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
+    Ok(())
+}
+
+/// Per-connection facts the request handler needs.
+#[derive(Debug)]
+struct ConnInfo {
+    peer: SocketAddr,
+    requests: AtomicU64,
+    scan: Arc<HeadScan>,
+}
+
+async fn handle_connection(
+    proxy: Arc<Proxy>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: Option<OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    let fe = &proxy.stats.counters;
+    fe.open();
+    let _close = OnDrop(Some(|| proxy.stats.counters.close()));
+    let t = proxy.service.timeouts;
+    let stream = Arc::new(stream);
+    let scan = Arc::new(HeadScan::default());
+    let io = TokioIo::new(DeadlineIo::new(stream.clone(), Some(t.client)).with_scan(scan.clone()));
+    let info = Arc::new(ConnInfo {
+        peer,
+        requests: AtomicU64::new(0),
+        scan,
+    });
+    let svc_proxy = proxy.clone();
+    let svc_info = info.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let p = svc_proxy.clone();
+        let i = svc_info.clone();
+        async move { Ok::<_, Infallible>(p.handle(req, i).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(t.http_request)
+        .max_buf_size(proxy.service.max_request_head.max(MIN_HEAD_BUFFER))
+        .keep_alive(!proxy.service.httpclose);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        if is_header_timeout(&*e) && info.requests.load(Relaxed) == 0 {
+            // hyper closes silently; HAProxy answers 408 on a connection's first request.
+            let _ = stream.try_write(&pages::raw_408());
+            proxy.stats.counters.count_status(408);
+            proxy.stats.counters.errors_conn.fetch_add(1, Relaxed);
+            let mut rec = proxy.record(peer, SystemTime::now(), String::from("<BADREQ>"));
+            rec.status = 408;
+            rec.termination = ['c', 'R', '-', '-'];
+            rec.t_request = i64::try_from(t.http_request.as_millis()).unwrap_or(i64::MAX);
+            proxy.sink.log(&rec);
+        }
+        tracing::debug!(service = %proxy.service.name, %peer, error = %e, "client connection ended with error");
+    }
+}
+
+fn is_header_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_timeout() {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn is_io_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Runs a closure when dropped (counters that must be released on every path).
+struct OnDrop<F: FnOnce()>(Option<F>);
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+/// One service's shared proxy state.
+#[derive(Debug)]
+struct Proxy {
+    service: Arc<HttpService>,
+    states: Arc<ServerStates>,
+    stats: Arc<ServiceStats>,
+    balancer: Balancer,
+    pools: Vec<Arc<Pool>>,
+    slots: Vec<Option<Arc<Semaphore>>>,
+    sink: Arc<dyn AccessLogSink>,
+}
+
+/// A response head from a server: server index, response, whether the request went
+/// where its cookie said (HAProxy's SF_DIRECT), the server slot and in-flight count to
+/// hold until the response body is done.
+type Forwarded = (
+    usize,
+    Response<Incoming>,
+    bool,
+    Option<OwnedSemaphorePermit>,
+    InflightGuard,
+);
+
+/// How a request failed before a response came from a server.
+enum Failure {
+    NoServer,
+    QueueTimeout,
+    Connect,
+    ServerTimeout,
+    BadResponse,
+}
+
+impl Proxy {
+    fn new(
+        service: Arc<HttpService>,
+        states: Arc<ServerStates>,
+        mut stats: Arc<ServiceStats>,
+        sink: Arc<dyn AccessLogSink>,
+    ) -> Self {
+        let n = service.servers.len();
+        if stats.servers.len() < n {
+            // Defensive: a stats block for another farm size would make indexing panic.
+            stats = Arc::new(ServiceStats::new(n));
+        }
+        Proxy {
+            balancer: Balancer::new(service.balance, n),
+            pools: service
+                .servers
+                .iter()
+                .map(|s| Arc::new(Pool::new(s.addr, DEFAULT_MAX_IDLE_PER_SERVER)))
+                .collect(),
+            slots: service
+                .servers
+                .iter()
+                .map(|s| (s.maxconn > 0).then(|| Arc::new(Semaphore::new(s.maxconn as usize))))
+                .collect(),
+            service,
+            states,
+            stats,
+            sink,
+        }
+    }
+
+    fn record(&self, client: SocketAddr, date: SystemTime, request_line: String) -> AccessRecord {
+        let (c, s) = match self.service.cookie {
+            Some(_) => ('N', 'N'),
+            None => ('-', '-'),
+        };
+        AccessRecord {
+            client,
+            date,
+            frontend: self.service.name.clone(),
+            backend: self.service.name.clone(),
+            server: None,
+            t_request: 0,
+            t_queue: -1,
+            t_connect: -1,
+            t_response: -1,
+            t_active: 0,
+            status: 0,
+            bytes: 0,
+            termination: ['-', '-', c, s],
+            actconn: self.stats.counters.cur.load(Relaxed),
+            feconn: self.stats.counters.cur.load(Relaxed),
+            beconn: self
+                .stats
+                .servers
+                .iter()
+                .map(|s| s.counters.cur.load(Relaxed))
+                .sum(),
+            srv_conn: 0,
+            retries: 0,
+            redispatched: false,
+            srv_queue: 0,
+            backend_queue: 0,
+            request_line,
+        }
+    }
+
+    /// A locally generated response (error page), logged when its body is done.
+    fn local(
+        self: &Arc<Self>,
+        status: u16,
+        close: bool,
+        mut rec: AccessRecord,
+        start: Instant,
+        scan: Arc<HeadScan>,
+    ) -> Response<ResponseBody> {
+        let body = pages::body(status).unwrap_or_default();
+        rec.status = status;
+        self.stats.counters.count_status(status);
+        let mut resp = Response::new(ResponseBody::full(body.clone()));
+        *resp.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+        if close {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp.body_mut().finish = Some(Finish {
+            proxy: self.clone(),
+            rec,
+            start,
+            inflight: None,
+            _slot: None,
+            scan: Some(scan),
+        });
+        resp
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Arc<ConnInfo>,
+    ) -> Response<ResponseBody> {
+        let start = Instant::now();
+        let date = SystemTime::now();
+        conn.requests.fetch_add(1, Relaxed);
+        self.stats.requests.fetch_add(1, Relaxed);
+        let mut rec = self.record(
+            conn.peer,
+            date,
+            format!("{} {} {:?}", req.method(), req.uri(), req.version()),
+        );
+        let client_h1 = req.version() < Version::HTTP_2;
+        let close_client = self.service.httpclose && client_h1;
+
+        // Request smuggling: a message with both framings is refused outright (hyper
+        // already rejects duplicate/invalid Content-Length and non-chunked TE, and drops
+        // Content-Length when both are present, which the head scanner sees).
+        let conflict = conn.scan.take_conflict();
+        if conflict
+            || (req.headers().contains_key(header::TRANSFER_ENCODING)
+                && req.headers().contains_key(header::CONTENT_LENGTH))
+        {
+            self.stats.counters.errors_conn.fetch_add(1, Relaxed);
+            rec.termination[0] = 'P';
+            rec.termination[1] = 'R';
+            return self.local(400, client_h1, rec, start, conn.scan.clone());
+        }
+
+        let (mut parts, body) = req.into_parts();
+        let states = self.states.snapshot();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+
+        // Persistence cookie.
+        let mut ck = None;
+        if let Some(cfg) = &self.service.cookie {
+            let values: Vec<&[u8]> = parts
+                .headers
+                .get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let r = cookie::on_request(cfg, &values, &self.service.servers, &states, now);
+            if let Some(new) = &r.rewritten {
+                parts.headers.remove(header::COOKIE);
+                for v in new.iter().filter(|v| !v.is_empty()) {
+                    if let Ok(v) = HeaderValue::from_bytes(v) {
+                        parts.headers.append(header::COOKIE, v);
+                    }
+                }
+            }
+            rec.termination[2] = r.status.letter();
+            ck = Some(r);
+        }
+        let is_post = parts.method == Method::POST;
+        let get_or_head = parts.method == Method::GET || parts.method == Method::HEAD;
+
+        prepare_upstream_request(
+            &mut parts,
+            conn.peer.ip(),
+            self.service.forwardfor,
+            self.service.httpclose,
+        );
+        let up_req = Request::from_parts(
+            parts,
+            RequestBody {
+                inner: body,
+                stats: self.stats.clone(),
+                server: None,
+            },
+        );
+
+        let persistent = ck.as_ref().and_then(|c| c.server);
+        let outcome = self
+            .forward(up_req, persistent, conn.peer.ip(), &mut rec)
+            .await;
+        let (idx, resp, direct, slot, inflight) = match outcome {
+            Ok(x) => x,
+            Err(f) => {
+                let (status, t) = match f {
+                    Failure::NoServer => {
+                        self.stats.no_server.fetch_add(1, Relaxed);
+                        (503, ['S', 'C'])
+                    }
+                    Failure::QueueTimeout => {
+                        self.stats.no_server.fetch_add(1, Relaxed);
+                        (503, ['s', 'Q'])
+                    }
+                    Failure::Connect => (503, ['S', 'C']),
+                    Failure::ServerTimeout => (504, ['s', 'H']),
+                    Failure::BadResponse => (502, ['S', 'H']),
+                };
+                rec.termination[0] = t[0];
+                rec.termination[1] = t[1];
+                return self.local(status, close_client, rec, start, conn.scan.clone());
+            }
+        };
+
+        let (mut rparts, rbody) = resp.into_parts();
+        let status = rparts.status.as_u16();
+        self.stats.counters.count_status(status);
+        self.stats.servers[idx].counters.count_status(status);
+        strip_hop_by_hop(&mut rparts.headers);
+
+        if let (Some(cfg), Some(reqck)) = (&self.service.cookie, &ck) {
+            let values: Vec<&[u8]> = rparts
+                .headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let cache_control: Vec<&[u8]> = rparts
+                .headers
+                .get_all(header::CACHE_CONTROL)
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect();
+            let pragma = rparts
+                .headers
+                .get_all(header::PRAGMA)
+                .iter()
+                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"));
+            let ctx = ResponseContext {
+                server: idx,
+                direct,
+                first_date: reqck.first_date,
+                last_date: reqck.last_date,
+                is_post,
+                cacheable: cookie::is_cacheable(get_or_head, status, &cache_control, pragma),
+            };
+            let out = cookie::on_response(cfg, &values, &self.service.servers, ctx, now);
+            if let Some(new) = out.rewritten {
+                rparts.headers.remove(header::SET_COOKIE);
+                for v in new.into_iter().flatten() {
+                    if let Ok(v) = HeaderValue::from_bytes(&v) {
+                        rparts.headers.append(header::SET_COOKIE, v);
+                    }
+                }
+            }
+            if let Some(ins) = out.insert {
+                if let Ok(v) = HeaderValue::from_str(&ins) {
+                    rparts.headers.append(header::SET_COOKIE, v);
+                }
+            }
+            if out.cache_private {
+                rparts
+                    .headers
+                    .append(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            }
+            rec.termination[3] = out.status.letter();
+        }
+        if close_client {
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        rparts.version = Version::HTTP_11;
+        rec.status = status;
+        rec.server = Some(self.service.servers[idx].name.clone());
+        let body = ResponseBody {
+            inner: Some(rbody),
+            full: None,
+            bytes: 0,
+            stats: Some(self.stats.clone()),
+            server: Some(idx),
+            finish: Some(Finish {
+                proxy: self.clone(),
+                rec,
+                start,
+                inflight: Some(inflight),
+                _slot: slot,
+                scan: Some(conn.scan.clone()),
+            }),
+        };
+        Response::from_parts(rparts, body)
+    }
+
+    /// Chooses a server, connects (retrying and redispatching), sends the request and
+    /// waits for the response head. Returns the server index, the response, whether the
+    /// request went where its cookie said (HAProxy's SF_DIRECT), and the server slot to
+    /// hold until the response body is done.
+    async fn forward(
+        self: &Arc<Self>,
+        mut req: Request<RequestBody>,
+        persistent: Option<usize>,
+        client: IpAddr,
+        rec: &mut AccessRecord,
+    ) -> Result<Forwarded, Failure> {
+        let t = self.service.timeouts;
+        let mut target = persistent;
+        let mut direct = persistent.is_some();
+        let mut tried: Vec<usize> = Vec::new();
+        let mut retries = 0u32;
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        rec.t_request = 0;
+        loop {
+            let idx = match target {
+                Some(i) => i,
+                None => match self.pick(client, &tried) {
+                    Some(i) => i,
+                    None => return Err(Failure::NoServer),
+                },
+            };
+            let q0 = Instant::now();
+            let slot = self.acquire_slot(idx, t.queue).await.map_err(|()| {
+                rec.t_queue = ms(q0.elapsed());
+                Failure::QueueTimeout
+            })?;
+            rec.t_queue = ms(q0.elapsed());
+            let srv = &self.stats.servers[idx].counters;
+            let c0 = Instant::now();
+            match self.pools[idx].get(&t).await {
+                Ok((sender, reused)) => {
+                    rec.t_connect = ms(c0.elapsed());
+                    rec.server = Some(self.service.servers[idx].name.clone());
+                    srv.open();
+                    let guard = InflightGuard(idx, self.stats.clone());
+                    req.body_mut().server = Some(idx);
+                    let r0 = Instant::now();
+                    let res = self.send(idx, sender, reused, req, &t).await;
+                    rec.t_response = ms(r0.elapsed());
+                    return match res {
+                        Ok(resp) => Ok((idx, resp, direct, slot, guard)),
+                        Err(f) => {
+                            drop(guard);
+                            srv.errors_resp.fetch_add(1, Relaxed);
+                            Err(f)
+                        }
+                    };
+                }
+                Err(e) => {
+                    drop(slot);
+                    srv.errors_conn.fetch_add(1, Relaxed);
+                    tracing::debug!(service = %self.service.name, server = %self.service.servers[idx].name, error = %e, "connect failed");
+                    if !tried.contains(&idx) {
+                        tried.push(idx);
+                    }
+                    if retries >= self.service.retries {
+                        rec.retries = retries;
+                        return Err(Failure::Connect);
+                    }
+                    retries += 1;
+                    rec.retries = retries;
+                    srv.retries.fetch_add(1, Relaxed);
+                    self.stats.counters.retries.fetch_add(1, Relaxed);
+                    if self.service.redispatch {
+                        // Our improvement on HAProxy: redispatch at once instead of on the
+                        // last retry, and without the 1 s pause, so a refusing server
+                        // costs the client nothing (issue 3, acceptance 3).
+                        let next = self.pick(client, &tried);
+                        if next.is_some_and(|n| n != idx) {
+                            srv.redispatches.fetch_add(1, Relaxed);
+                            self.stats.counters.redispatches.fetch_add(1, Relaxed);
+                            rec.redispatched = true;
+                            direct = false;
+                        }
+                        target = next.or(Some(idx));
+                    } else {
+                        target = Some(idx);
+                    }
+                    tracing::info!(service = %self.service.name, server = %self.service.servers[idx].name, retry = retries, redispatch = rec.redispatched, "retrying after connect failure");
+                }
+            }
+        }
+    }
+
+    /// Balancer pick avoiding servers that failed this request and, if possible, full
+    /// servers; when every usable server is full, the pick among them queues.
+    fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
+        let states = self.states.snapshot();
+        let inflight = self.stats.inflight();
+        let servers = &self.service.servers;
+        let full = |i: usize| {
+            self.slots
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|s| s.available_permits() == 0)
+        };
+        self.balancer
+            .pick(servers, &states, &inflight, client, &|i| {
+                tried.contains(&i) || full(i)
+            })
+            .or_else(|| {
+                self.balancer
+                    .pick(servers, &states, &inflight, client, &|i| tried.contains(&i))
+            })
+    }
+
+    /// Waits for a free slot on server `idx` (its `maxconn`), at most `queue`.
+    async fn acquire_slot(
+        &self,
+        idx: usize,
+        queue: Duration,
+    ) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        let Some(Some(sem)) = self.slots.get(idx) else {
+            return Ok(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        let st = &self.stats.servers[idx];
+        let q = st.queue_cur.fetch_add(1, Relaxed) + 1;
+        st.queue_max.fetch_max(q, Relaxed);
+        let r = tokio::time::timeout(queue, sem.clone().acquire_owned()).await;
+        let _ = st
+            .queue_cur
+            .fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
+        match r {
+            Ok(Ok(p)) => Ok(Some(p)),
+            _ => Err(()),
+        }
+    }
+
+    /// Sends on a (possibly pooled) connection; a pooled connection that turns out to
+    /// be dead before the request was written is replaced by a fresh one once.
+    async fn send(
+        &self,
+        idx: usize,
+        mut sender: SendRequest<RequestBody>,
+        mut reused: bool,
+        mut req: Request<RequestBody>,
+        t: &Timeouts,
+    ) -> Result<Response<Incoming>, Failure> {
+        let pool = &self.pools[idx];
+        loop {
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    if !self.service.httpclose {
+                        pool.put(sender);
+                    }
+                    return Ok(resp);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) if reused => {
+                        req = r;
+                        sender = pool.connect(t).await.map_err(|_| Failure::Connect)?;
+                        reused = false;
+                    }
+                    _ => {
+                        let err = e.into_error();
+                        tracing::debug!(service = %self.service.name, server = %self.service.servers[idx].name, error = %err, "server response failed");
+                        return Err(if is_io_timeout(&err) {
+                            Failure::ServerTimeout
+                        } else {
+                            Failure::BadResponse
+                        });
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Decrements a server's in-flight count when the request is over.
+struct InflightGuard(usize, Arc<ServiceStats>);
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.1.servers.get(self.0) {
+            s.counters.close();
+        }
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded; hyper frames messages itself.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Turns the client's request head into the one sent to the server: origin-form URI,
+/// HTTP/1.1, Host present, hop-by-hop headers gone, HTTP/2 cookie crumbs joined,
+/// X-Forwarded-For appended, `Connection: close` under httpclose.
+fn prepare_upstream_request(
+    parts: &mut hyper::http::request::Parts,
+    client: IpAddr,
+    forwardfor: bool,
+    httpclose: bool,
+) {
+    strip_hop_by_hop(&mut parts.headers);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(u) = pq.parse::<Uri>() {
+        parts.uri = u;
+    }
+    if parts.version == Version::HTTP_2 {
+        // RFC 9113 8.2.3: crumbs must be joined with "; " for HTTP/1.1.
+        let crumbs: Vec<Vec<u8>> = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        if crumbs.len() > 1 {
+            if let Ok(v) = HeaderValue::from_bytes(&crumbs.join(&b"; "[..])) {
+                parts.headers.insert(header::COOKIE, v);
+            }
+        }
+    }
+    parts.version = Version::HTTP_11;
+    if forwardfor {
+        // HAProxy adds its own header line after any existing ones; servers should use
+        // the last occurrence.
+        let ip = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+            parts
+                .headers
+                .append(HeaderName::from_static("x-forwarded-for"), v);
+        }
+    }
+    if httpclose {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+/// Idle HTTP/1.1 connections to one server, for keep-alive reuse.
+#[derive(Debug)]
+struct Pool {
+    addr: SocketAddr,
+    idle: Mutex<Vec<SendRequest<RequestBody>>>,
+    max_idle: usize,
+}
+
+impl Pool {
+    fn new(addr: SocketAddr, max_idle: usize) -> Self {
+        Pool {
+            addr,
+            idle: Mutex::new(Vec::new()),
+            max_idle,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<RequestBody>>> {
+        match self.idle.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// A pooled connection that still looks alive, else a new one; `true` = pooled.
+    async fn get(&self, t: &Timeouts) -> Result<(SendRequest<RequestBody>, bool), ConnectError> {
+        {
+            let mut idle = self.lock();
+            while let Some(s) = idle.pop() {
+                if !s.is_closed() && s.is_ready() {
+                    return Ok((s, true));
+                }
+            }
+        }
+        Ok((self.connect(t).await?, false))
+    }
+
+    async fn connect(&self, t: &Timeouts) -> Result<SendRequest<RequestBody>, ConnectError> {
+        let addr = self.addr;
+        let stream = match tokio::time::timeout(t.connect, TcpStream::connect(addr)).await {
+            Err(_) => {
+                return Err(ConnectError::Timeout {
+                    addr,
+                    timeout: t.connect,
+                })
+            }
+            Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(DeadlineIo::new(Arc::new(stream), Some(t.server)));
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(%addr, error = %e, "server connection closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection once its current response is fully read.
+    fn put(self: &Arc<Self>, mut sender: SendRequest<RequestBody>) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = pool.lock();
+                if idle.len() < pool.max_idle {
+                    idle.push(sender);
+                }
+            }
+        });
+    }
+}
+
+/// The client's request body on its way to the server, counted into `bytes_in`.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Incoming,
+    stats: Arc<ServiceStats>,
+    server: Option<usize>,
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                let n = d.len() as u64;
+                self.stats.counters.bytes_in.fetch_add(n, Relaxed);
+                if let Some(s) = self.server.and_then(|i| self.stats.servers.get(i)) {
+                    s.counters.bytes_in.fetch_add(n, Relaxed);
+                }
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Logs the request when the response is over (sent, or abandoned by the client).
+struct Finish {
+    proxy: Arc<Proxy>,
+    rec: AccessRecord,
+    start: Instant,
+    inflight: Option<InflightGuard>,
+    _slot: Option<OwnedSemaphorePermit>,
+    scan: Option<Arc<HeadScan>>,
+}
+
+impl std::fmt::Debug for Finish {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Finish")
+            .field("rec", &self.rec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The body sent to the client: a server's response streamed through, or one of our
+/// own pages. Counts `bytes_out`, and on drop releases the server's in-flight count and
+/// slot and writes the access log line.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Option<Incoming>,
+    full: Option<Bytes>,
+    bytes: u64,
+    stats: Option<Arc<ServiceStats>>,
+    server: Option<usize>,
+    finish: Option<Finish>,
+}
+
+impl ResponseBody {
+    fn full(b: Bytes) -> Self {
+        ResponseBody {
+            inner: None,
+            full: Some(b),
+            bytes: 0,
+            stats: None,
+            server: None,
+            finish: None,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(b) = this.full.take() {
+            this.bytes += b.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                let n = d.len() as u64;
+                this.bytes += n;
+                if let Some(st) = &this.stats {
+                    st.counters.bytes_out.fetch_add(n, Relaxed);
+                    if let Some(s) = this.server.and_then(|i| st.servers.get(i)) {
+                        s.counters.bytes_out.fetch_add(n, Relaxed);
+                    }
+                }
+            }
+        }
+        if let Poll::Ready(Some(Err(e))) = &r {
+            if let Some(f) = this.finish.as_mut() {
+                f.rec.termination[0] = if is_io_timeout(e) { 's' } else { 'S' };
+                f.rec.termination[1] = 'D';
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.full.is_none() && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.full, &self.inner) {
+            (Some(b), _) => SizeHint::with_exact(b.len() as u64),
+            (None, Some(i)) => i.size_hint(),
+            (None, None) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(mut f) = self.finish.take() {
+            let ended =
+                self.full.is_none() && self.inner.as_ref().is_none_or(|b| b.is_end_stream());
+            if !ended && f.rec.termination[0] == '-' {
+                // The client went away before the whole body was sent.
+                f.rec.termination[0] = 'C';
+                f.rec.termination[1] = 'D';
+            }
+            f.rec.bytes = self.bytes;
+            f.rec.t_active = i64::try_from(f.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+            if let Some(g) = f.inflight.take() {
+                f.rec.srv_conn = f
+                    .proxy
+                    .stats
+                    .servers
+                    .get(g.0)
+                    .map_or(0, |s| s.counters.cur.load(Relaxed));
+                // Releases the server's in-flight count taken in `forward`.
+                drop(g);
+            }
+            f.proxy.sink.log(&f.rec);
+            if let Some(scan) = f.scan.take() {
+                scan.resume();
+            }
+        }
+    }
+}
