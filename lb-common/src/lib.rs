@@ -7,7 +7,10 @@
 //! types they describe, one module per concern (Katran's `balancer_consts.h`).
 #![no_std]
 
+pub mod backend;
+pub mod conntrack;
 pub mod flow_hash;
+pub mod maglev;
 pub mod maps;
 pub mod settings;
 pub mod stats;

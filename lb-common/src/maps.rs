@@ -5,15 +5,50 @@
 
 /// VIP table: [`crate::vip::VipKey`] -> [`crate::vip::VipMeta`].
 pub const VIPS: &str = "lb_vips";
+/// Addresses that carry at least one VIP: [`crate::vip::VipAddrKey`] -> `u32` (reserved, 0).
+/// Looked up first, so non-VIP traffic costs one lookup and traffic to a VIP address on a
+/// port no service serves can be dropped and counted.
+pub const VIP_ADDRS: &str = "lb_vip_addrs";
 /// Per-CPU counters per VIP, indexed by [`crate::vip::VipMeta::id`].
 pub const VIP_STATS: &str = "lb_vip_stats";
+/// Backends: index -> [`crate::backend::Backend`].
+pub const BACKENDS: &str = "lb_backends";
+/// Per-CPU counters per backend, indexed like [`BACKENDS`].
+pub const BACKEND_STATS: &str = "lb_backend_stats";
+/// Maglev tables: array of maps, slot [`crate::maglev::table_slot`] -> inner `u32` array.
+pub const MAGLEV: &str = "lb_maglev";
+/// Connection tracking: LRU hash [`crate::conntrack::FlowKey`] -> [`crate::conntrack::FlowState`].
+pub const CONNTRACK: &str = "lb_conntrack";
 /// Per-CPU drop counters, indexed by [`crate::stats::DropReason`].
 pub const DROPS: &str = "lb_drops";
 /// One-slot array with [`crate::settings::Settings`] for the XDP program.
 pub const SETTINGS: &str = "lb_settings";
+/// Decap program (on backends): VIP addresses whose IPIP packets are decapsulated,
+/// [`crate::vip::VipAddrKey`] -> `u32` (reserved, 0).
+pub const DECAP_VIPS: &str = "lb_decap_vips";
 
-/// All pinned map names, for cleanup and inspection.
-pub const ALL: &[&str] = &[VIPS, VIP_STATS, DROPS, SETTINGS];
+/// All maps pinned per instance, for cleanup and inspection. [`DECAP_VIPS`] is not pinned:
+/// it belongs to the decap program, which runs on backends without an instance.
+pub const ALL: &[&str] = &[
+    VIPS,
+    VIP_ADDRS,
+    VIP_STATS,
+    BACKENDS,
+    BACKEND_STATS,
+    MAGLEV,
+    CONNTRACK,
+    DROPS,
+    SETTINGS,
+];
 
 /// Most VIPs (address, port, protocol) one instance serves.
 pub const MAX_VIPS: u32 = 512;
+/// Most distinct VIP addresses (a VIP address may carry many ports).
+pub const MAX_VIP_ADDRS: u32 = MAX_VIPS;
+/// Most backends (distinct addresses) over all VIPs of one instance.
+pub const MAX_BACKENDS: u32 = 4096;
+/// Conntrack entries compiled into the object; userspace overrides it at load time from
+/// `l4.conntrack_size` (`EbpfLoader::set_max_entries`).
+pub const CONNTRACK_DEFAULT_ENTRIES: u32 = 65536;
+/// Most addresses the decap program serves on one backend.
+pub const MAX_DECAP_VIPS: u32 = 64;

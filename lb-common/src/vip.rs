@@ -33,30 +33,82 @@ impl VipKey {
         a[1] = addr[1];
         a[2] = addr[2];
         a[3] = addr[3];
-        Self { addr: a, port, proto, family: FAMILY_V4 }
+        Self {
+            addr: a,
+            port,
+            proto,
+            family: FAMILY_V4,
+        }
     }
 
     /// Key for an IPv6 VIP; `addr` in network byte order.
     #[inline(always)]
     pub const fn v6(addr: [u8; 16], port: u16, proto: u8) -> Self {
-        Self { addr, port, proto, family: FAMILY_V6 }
+        Self {
+            addr,
+            port,
+            proto,
+            family: FAMILY_V6,
+        }
     }
 }
 
 /// Forwarding mode value for [`VipMeta::mode`]: count, then pass to the local stack (L7 proxy).
 pub const MODE_PASS: u32 = 0;
+/// Forwarding mode: L2 direct server return (rewrite MACs, `XDP_TX`).
+pub const MODE_DSR: u32 = 1;
+/// Forwarding mode: IP-in-IP encapsulation to the backend (`XDP_TX` to the next hop).
+pub const MODE_IPIP: u32 = 2;
 
 /// What the XDP program does with a packet that matched a [`VipKey`].
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VipMeta {
     /// Index into the per-VIP counters, host byte order; below [`crate::maps::MAX_VIPS`].
     pub id: u32,
     /// Forwarding mode, host byte order: one of the `MODE_*` constants.
     pub mode: u32,
+    /// Outer index of the VIP's current Maglev table in `lb_maglev` (host order), see
+    /// [`crate::maglev::table_slot`]. Written last when a table changes.
+    pub table: u32,
+    /// Slots in that table (prime, host order); 0 = no table (every new flow dropped).
+    pub table_size: u32,
+    /// `ipip`: outer source prefix, network byte order (IPv4 in bytes 0..4). The outer
+    /// source of a flow is this prefix with [`Self::encap_host_mask`] bits taken from the
+    /// flow hash, so a backend's receive queues spread the flows of one VIP.
+    pub encap_src: [u8; 16],
+    /// Host bits of the outer source (host order), applied to its last 32 bits
+    /// (IPv4: the whole address; IPv6: bytes 12..16).
+    pub encap_host_mask: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
 }
 
-crate::impl_pod!(VipKey, VipMeta);
+/// Key of the VIP address set (and of the decap program's address map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipAddrKey {
+    /// Address, network byte order; IPv4 fills bytes 0..4, the rest zero.
+    pub addr: [u8; 16],
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+    /// Reserved; zero.
+    pub _pad: [u8; 3],
+}
+
+impl VipKey {
+    /// The address part of this key.
+    #[inline(always)]
+    pub const fn addr_key(&self) -> VipAddrKey {
+        VipAddrKey {
+            addr: self.addr,
+            family: self.family,
+            _pad: [0; 3],
+        }
+    }
+}
+
+crate::impl_pod!(VipKey, VipMeta, VipAddrKey);
 
 #[cfg(test)]
 mod tests {
@@ -66,7 +118,8 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(size_of::<VipMeta>(), 8);
+        assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4);
+        assert_eq!(size_of::<VipAddrKey>(), 20);
     }
 
     #[test]

@@ -1,15 +1,27 @@
-//! The load balancer's XDP program.
+//! The load balancer's XDP programs.
 //!
-//! Non-VIP traffic passes untouched. Traffic to a configured VIP (address, port, protocol)
-//! is counted per VIP in per-CPU counters and handled by the VIP's mode.
+//! `lb_xdp` (front interface): non-VIP traffic passes untouched and uncounted. Traffic to a
+//! VIP address is checked (malformed or unsupported packets are dropped and counted per
+//! reason), matched to its VIP (address, port, protocol), counted, and handled by the VIP's
+//! mode: `pass` to the local stack, `dsr` and `ipip` to a backend chosen by conntrack or
+//! Maglev. `lb_decap` (backends of `ipip` VIPs) strips the outer header. `xdp_pass_trivial`
+//! is the benchmark's baseline.
 #![no_std]
 #![no_main]
 
+mod conntrack;
+mod csum;
+mod decap;
+mod forward;
 mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use lb_common::vip::MODE_PASS;
+use lb_common::{
+    stats::DropReason,
+    vip::{VipKey, MODE_DSR, MODE_IPIP, MODE_PASS},
+};
+use parse::{Flow, L3, L4};
 
 /// Entry point: thin by convention; all logic is in [`try_lb`].
 #[xdp]
@@ -20,19 +32,100 @@ pub fn lb_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
+/// Backend-side decapsulation of `ipip` traffic.
+#[xdp]
+pub fn lb_decap(ctx: XdpContext) -> u32 {
+    match decap::try_decap(&ctx) {
+        Ok(action) => action,
+        Err(()) => xdp_action::XDP_ABORTED,
+    }
+}
+
+/// The benchmark's baseline: does nothing.
+#[xdp]
+pub fn xdp_pass_trivial(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Drops and counts.
+#[inline(always)]
+fn drop(reason: u32) -> Result<u32, ()> {
+    maps::count_drop(reason);
+    Ok(xdp_action::XDP_DROP)
+}
+
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
-    let flow = match parse::parse(ctx) {
-        parse::Parsed::Flow(flow) => flow,
-        parse::Parsed::NotIp => return Ok(xdp_action::XDP_PASS),
+    let l4 = match parse::l3(ctx) {
+        L3::V4(ip) => {
+            // SAFETY: bounds checked by ptr_at (in l3).
+            let ip = unsafe { &*ip };
+            if !maps::is_vip_addr(&parse::addr_key_v4(ip)) {
+                return Ok(xdp_action::XDP_PASS);
+            }
+            parse::flow_v4(ctx, ip)
+        }
+        L3::V6(ip) => {
+            // SAFETY: bounds checked by ptr_at (in l3).
+            let ip = unsafe { &*ip };
+            if !maps::is_vip_addr(&parse::addr_key_v6(ip)) {
+                return Ok(xdp_action::XDP_PASS);
+            }
+            parse::flow_v6(ctx, ip)
+        }
+        L3::Other => return Ok(xdp_action::XDP_PASS),
     };
-    let Some(meta) = maps::vip(&flow.vip_key()) else {
+    let flow = match l4 {
+        L4::Flow(flow) => flow,
+        L4::Pass => return Ok(xdp_action::XDP_PASS),
+        L4::Drop(reason) => return drop(reason),
+    };
+    serve(ctx, &flow)
+}
+
+/// Handles a TCP/UDP packet to a VIP address.
+#[inline(always)]
+fn serve(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+    let k = &flow.key;
+    let vip_key = VipKey {
+        addr: k.dst,
+        port: k.dport,
+        proto: k.proto,
+        family: k.family,
+    };
+    let Some(meta) = maps::vip(&vip_key) else {
+        return drop(DropReason::NO_SERVICE);
+    };
+    let bytes = (ctx.data_end() - ctx.data()) as u64;
+    let vip_stats = maps::count_vip(meta.id, bytes);
+    if meta.mode == MODE_PASS {
         return Ok(xdp_action::XDP_PASS);
+    }
+    let choice = match conntrack::choose(k, &meta) {
+        Ok(c) => c,
+        Err(reason) => return drop(reason),
     };
-    maps::count_vip(meta.id, (ctx.data_end() - ctx.data()) as u64);
-    match meta.mode {
-        MODE_PASS => Ok(xdp_action::XDP_PASS),
-        _ => Ok(xdp_action::XDP_PASS),
+    let result = match meta.mode {
+        MODE_DSR => forward::dsr(ctx, &choice.backend),
+        MODE_IPIP => forward::ipip(ctx, flow, &meta, &choice.backend, choice.hash),
+        _ => Err(DropReason::NO_SERVICE),
+    };
+    match result {
+        Ok(action) => {
+            if let Some(s) = vip_stats {
+                // SAFETY: per-CPU slot of this CPU.
+                unsafe {
+                    if choice.new_flow {
+                        (*s).new_flows += 1;
+                    } else {
+                        (*s).ct_hits += 1;
+                    }
+                }
+            }
+            maps::count_backend(choice.index, bytes, choice.new_flow);
+            Ok(action)
+        }
+        Err(reason) => drop(reason),
     }
 }
 

@@ -1,27 +1,58 @@
 //! Map declarations and the only code that touches them.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray},
+    btf_maps::{Array, ArrayOfMaps, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use lb_common::{
-    maps::MAX_VIPS,
+    backend::Backend,
+    conntrack::{FlowKey, FlowState},
+    maglev::{INNER_MAP_FLAGS, MAX_TABLE_SIZE, NO_BACKEND, TABLE_SLOTS},
+    maps::{CONNTRACK_DEFAULT_ENTRIES, MAX_BACKENDS, MAX_DECAP_VIPS, MAX_VIPS, MAX_VIP_ADDRS},
     settings::Settings,
-    stats::{DropReason, VipStats},
-    vip::{VipKey, VipMeta},
+    stats::{BackendStats, DropReason, VipStats},
+    vip::{VipAddrKey, VipKey, VipMeta},
 };
 
 #[btf_map(name = "lb_vips")]
 static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new();
 
+#[btf_map(name = "lb_vip_addrs")]
+static VIP_ADDRS: HashMap<VipAddrKey, u32, { MAX_VIP_ADDRS as usize }> = HashMap::new();
+
 #[btf_map(name = "lb_vip_stats")]
 static VIP_STATS: PerCpuArray<VipStats, { MAX_VIPS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "lb_backends")]
+static BACKENDS: Array<Backend, { MAX_BACKENDS as usize }> = Array::new();
+
+#[btf_map(name = "lb_backend_stats")]
+static BACKEND_STATS: PerCpuArray<BackendStats, { MAX_BACKENDS as usize }> = PerCpuArray::new();
+
+#[btf_map(name = "lb_maglev")]
+static MAGLEV: ArrayOfMaps<
+    Array<u32, { MAX_TABLE_SIZE as usize }, { INNER_MAP_FLAGS as usize }>,
+    { TABLE_SLOTS as usize },
+> = ArrayOfMaps::new();
+
+#[btf_map(name = "lb_conntrack")]
+static CONNTRACK: LruHashMap<FlowKey, FlowState, { CONNTRACK_DEFAULT_ENTRIES as usize }> =
+    LruHashMap::new();
 
 #[btf_map(name = "lb_drops")]
 static DROPS: PerCpuArray<u64, { DropReason::COUNT as usize }> = PerCpuArray::new();
 
 #[btf_map(name = "lb_settings")]
 static SETTINGS: Array<Settings, 1> = Array::new();
+
+#[btf_map(name = "lb_decap_vips")]
+static DECAP_VIPS: HashMap<VipAddrKey, u32, { MAX_DECAP_VIPS as usize }> = HashMap::new();
+
+/// Whether any VIP lives on this address.
+#[inline(always)]
+pub fn is_vip_addr(key: &VipAddrKey) -> bool {
+    VIP_ADDRS.get_ptr(key).is_some()
+}
 
 /// Looks up the VIP a packet is addressed to.
 #[inline(always)]
@@ -30,20 +61,66 @@ pub fn vip(key: &VipKey) -> Option<VipMeta> {
     unsafe { VIPS.get(key).copied() }
 }
 
-/// Adds one packet of `bytes` to the VIP's per-CPU counters.
+/// The backend at `index`, copied out (userspace rewrites entries whole).
 #[inline(always)]
-pub fn count_vip(id: u32, bytes: u64) {
-    if let Some(s) = VIP_STATS.get_ptr_mut(id) {
-        // SAFETY: per-CPU slot; only this CPU writes it while the program runs.
+pub fn backend(index: u32) -> Option<Backend> {
+    BACKENDS.get(index).copied()
+}
+
+/// The backend id in slot `hash % size` of Maglev table `table`.
+#[inline(always)]
+pub fn maglev_pick(table: u32, size: u32, hash: u32) -> u32 {
+    if size == 0 {
+        return NO_BACKEND;
+    }
+    match MAGLEV.get_value(table, &(hash % size)) {
+        Some(id) => *id,
+        None => NO_BACKEND,
+    }
+}
+
+/// The conntrack entry of a flow, to read and refresh in place.
+#[inline(always)]
+pub fn flow(key: &FlowKey) -> Option<*mut FlowState> {
+    CONNTRACK.get_ptr_mut(key)
+}
+
+/// Records a flow's backend (LRU: the least recently used entry makes room).
+#[inline(always)]
+pub fn insert_flow(key: &FlowKey, state: &FlowState) {
+    // A failed insert only costs a Maglev lookup on the flow's next packet.
+    let _ = CONNTRACK.insert(key, state, 0);
+}
+
+/// Adds one packet of `bytes` to the VIP's per-CPU counters; `new_flow` says whether it
+/// was assigned by Maglev (else it was a conntrack hit).
+#[inline(always)]
+pub fn count_vip(id: u32, bytes: u64) -> Option<*mut VipStats> {
+    let s = VIP_STATS.get_ptr_mut(id)?;
+    // SAFETY: per-CPU slot; only this CPU writes it while the program runs.
+    unsafe {
+        (*s).packets += 1;
+        (*s).bytes += bytes;
+    }
+    Some(s)
+}
+
+/// Adds one packet to a backend's per-CPU counters.
+#[inline(always)]
+pub fn count_backend(index: u32, bytes: u64, new_flow: bool) {
+    if let Some(s) = BACKEND_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot.
         unsafe {
             (*s).packets += 1;
             (*s).bytes += bytes;
+            if new_flow {
+                (*s).new_flows += 1;
+            }
         }
     }
 }
 
 /// Counts a dropped packet under `reason`.
-#[allow(dead_code)]
 #[inline(always)]
 pub fn count_drop(reason: u32) {
     if let Some(c) = DROPS.get_ptr_mut(reason) {
@@ -53,8 +130,13 @@ pub fn count_drop(reason: u32) {
 }
 
 /// The instance's run-time settings (all zero until userspace writes them).
-#[allow(dead_code)]
 #[inline(always)]
-pub fn settings() -> Settings {
-    SETTINGS.get(0).copied().unwrap_or_default()
+pub fn settings() -> Option<&'static Settings> {
+    SETTINGS.get(0)
+}
+
+/// Whether the decap program serves this (inner destination) address.
+#[inline(always)]
+pub fn is_decap_vip(key: &VipAddrKey) -> bool {
+    DECAP_VIPS.get_ptr(key).is_some()
 }

@@ -28,7 +28,7 @@ use lb_common::flow_hash::flow_hash;
 /// count, which keeps each backend's share within a fraction of a percent of its weight.
 pub const DEFAULT_TABLE_SIZE: u32 = 16381;
 /// Largest table size accepted: bounds the per-VIP BPF map (and its memory) per VIP.
-pub const MAX_TABLE_SIZE: u32 = 65537;
+pub const MAX_TABLE_SIZE: u32 = lb_common::maglev::MAX_TABLE_SIZE;
 /// Smallest table size accepted (the smallest prime); useful sizes are far larger
 /// (the Maglev paper advises at least 100x the number of backends).
 pub const MIN_TABLE_SIZE: u32 = 2;
@@ -36,7 +36,7 @@ pub const MIN_TABLE_SIZE: u32 = 2;
 /// is all `NO_BACKEND`, and the XDP program drops (and counts) such flows. It is a `u32`
 /// sentinel rather than an `Option` because the table is copied as-is into a BPF array of
 /// `u32`, and `u32::MAX` can never be a valid backend index there.
-pub const NO_BACKEND: u32 = u32::MAX;
+pub const NO_BACKEND: u32 = lb_common::maglev::NO_BACKEND;
 
 /// Seed of the identity hash that gives each backend its starting slot (`offset`).
 const OFFSET_SEED: u64 = 0x4d61_676c_6576_6f66; // "Maglevof"

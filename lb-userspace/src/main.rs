@@ -8,8 +8,9 @@ use lb::{
     run,
 };
 use lb_common::{
+    backend::Backend,
     maps as names,
-    stats::{DropReason, VipStats},
+    stats::{BackendStats, DropReason, VipStats},
     vip::{VipKey, VipMeta},
 };
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
@@ -42,6 +43,35 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// On a backend of `ipip` VIPs: attach the decapsulation program to an interface and
+    /// strip the outer header of IP-in-IP packets for the given VIPs, until SIGTERM/SIGINT.
+    Decap {
+        /// The interface the encapsulated packets arrive on.
+        #[arg(short, long)]
+        interface: String,
+        /// VIP addresses to decapsulate for (repeat or give several).
+        #[arg(long, required = true, num_args = 1..)]
+        vip: Vec<std::net::IpAddr>,
+        /// Attach in generic (skb) mode instead of native.
+        #[arg(long)]
+        generic: bool,
+    },
+    /// Print which backend a new flow gets (the same Maglev table and flow hash as the XDP
+    /// program), assuming every backend resolves and the flow is not in conntrack yet.
+    Explain {
+        /// The TOML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Client address and port, e.g. 198.18.1.7:40000 or [2001:db8::7]:40000.
+        #[arg(long)]
+        client: std::net::SocketAddr,
+        /// VIP address and port.
+        #[arg(long)]
+        vip: std::net::SocketAddr,
+        /// tcp or udp.
+        #[arg(long, default_value = "tcp")]
+        protocol: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +88,17 @@ fn main() -> ExitCode {
         Command::Run { config } => run_daemon(config),
         Command::Check { config } => check(config),
         Command::Stats { config } => print_stats(config),
+        Command::Decap {
+            interface,
+            vip,
+            generic,
+        } => run_decap(&interface, &vip, generic),
+        Command::Explain {
+            config,
+            client,
+            vip,
+            protocol,
+        } => explain(config, client, vip, &protocol),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,19 +138,140 @@ fn print_stats(path: PathBuf) -> anyhow::Result<()> {
         dataplane::open_pinned(&cfg, names::VIP_STATS)?.try_into()?;
     let drops: aya::maps::PerCpuArray<_, u64> =
         dataplane::open_pinned(&cfg, names::DROPS)?.try_into()?;
-    println!("{:<20} {:<32} {:>14} {:>16}", "service", "vip", "packets", "bytes");
+    let backends: aya::maps::Array<_, Backend> =
+        dataplane::open_pinned(&cfg, names::BACKENDS)?.try_into()?;
+    let backend_stats: aya::maps::PerCpuArray<_, BackendStats> =
+        dataplane::open_pinned(&cfg, names::BACKEND_STATS)?.try_into()?;
+    println!(
+        "{:<20} {:<32} {:>14} {:>16} {:>12} {:>12}",
+        "service", "vip", "packets", "bytes", "new_flows", "ct_hits"
+    );
     for svc in &cfg.services {
-        let (packets, bytes) = match vips.get(&dataplane::vip_key(svc), 0) {
+        let (packets, bytes, new, hits) = match vips.get(&dataplane::vip_key(svc), 0) {
             Ok(meta) => {
                 let s = stats::sum_vip(&vip_stats, meta.id)?;
-                (s.packets.to_string(), s.bytes.to_string())
+                (
+                    s.packets.to_string(),
+                    s.bytes.to_string(),
+                    s.new_flows.to_string(),
+                    s.ct_hits.to_string(),
+                )
             }
-            Err(_) => ("-".into(), "-".into()),
+            Err(_) => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
-        println!("{:<20} {:<32} {packets:>14} {bytes:>16}", svc.name, svc.vip.to_string());
+        println!(
+            "{:<20} {:<32} {packets:>14} {bytes:>16} {new:>12} {hits:>12}",
+            svc.name,
+            svc.vip.to_string()
+        );
+        for b in &svc.backends {
+            let wire = lb::maglev::wire_addr(b.addr);
+            let found = (0..lb_common::maps::MAX_BACKENDS).find(|&i| {
+                backends
+                    .get(&i, 0)
+                    .is_ok_and(|e| e.flags != 0 && e.addr == wire)
+            });
+            let (p, by, n, state) = match found {
+                Some(i) => {
+                    let s = stats::sum_backend(&backend_stats, i)?;
+                    let e = backends.get(&i, 0)?;
+                    let state = if e.flags & lb_common::backend::BACKEND_DRAINING != 0 {
+                        "drain"
+                    } else {
+                        "up"
+                    };
+                    (
+                        s.packets.to_string(),
+                        s.bytes.to_string(),
+                        s.new_flows.to_string(),
+                        state,
+                    )
+                }
+                None => ("-".into(), "-".into(), "-".into(), "down"),
+            };
+            println!(
+                "  server {:<13} {:<32} {p:>14} {by:>16} {n:>12} {state:>12}",
+                b.name,
+                b.addr.to_string()
+            );
+        }
     }
     for (reason, count) in stats::sum_drops(&drops)?.into_iter().enumerate() {
         println!("drop {:<15} {count}", DropReason::NAMES[reason]);
+    }
+    Ok(())
+}
+
+fn run_decap(interface: &str, vips: &[std::net::IpAddr], generic: bool) -> anyhow::Result<()> {
+    lb::preflight::check_privileges()?;
+    lb::preflight::check_interface(interface)?;
+    let _decap = dataplane::decap::Decap::attach(interface, vips, generic)?;
+    tracing::info!(interface, vips = ?vips, "decap attached");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        Ok::<(), std::io::Error>(())
+    })?;
+    tracing::info!(interface, "decap detached");
+    Ok(())
+}
+
+fn explain(
+    path: PathBuf,
+    client: std::net::SocketAddr,
+    vip: std::net::SocketAddr,
+    protocol: &str,
+) -> anyhow::Result<()> {
+    let cfg = config::load(&path)?;
+    let proto = match protocol {
+        "tcp" => config::Protocol::Tcp,
+        "udp" => config::Protocol::Udp,
+        other => anyhow::bail!("unknown protocol {other:?}; expected tcp or udp"),
+    };
+    let svc = cfg
+        .services
+        .iter()
+        .find(|s| s.vip.addr == vip.ip() && s.vip.port == vip.port() && s.vip.protocol == proto)
+        .with_context(|| format!("no service on {vip}/{protocol} in {}", path.display()))?;
+    anyhow::ensure!(
+        svc.mode.is_l4(),
+        "service {} is mode {}: the XDP program does not pick a backend",
+        svc.name,
+        svc.mode.as_str()
+    );
+    // Ids are what the table stores, not what is hashed: positions give the same choice.
+    let mb: Vec<lb::maglev::MaglevBackend> = svc
+        .backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            lb::maglev::MaglevBackend::from_addr(
+                i as u32,
+                b.weight,
+                std::net::SocketAddr::new(b.addr, 0),
+            )
+        })
+        .collect();
+    let table = lb::maglev::build_table(svc.table_size, &mb)?;
+    let pick = lb::maglev::explain(&table, client, vip, proto.number());
+    match svc.backends.get(pick.backend as usize) {
+        Some(b) => println!(
+            "service {} flow {client} -> {vip}/{protocol}: hash {:#010x}, slot {}/{}, server {} ({})",
+            svc.name, pick.hash, pick.slot, svc.table_size, b.name, b.addr
+        ),
+        None => println!(
+            "service {} flow {client} -> {vip}/{protocol}: hash {:#010x}, slot {}/{}, no backend (all weights 0)",
+            svc.name, pick.hash, pick.slot, svc.table_size
+        ),
     }
     Ok(())
 }

@@ -5,10 +5,12 @@ use crate::{
     dataplane::{self, DataPlane, DataPlaneError},
     preflight::{self, PreflightError},
 };
-use lb_common::settings::Settings;
-use std::path::Path;
+use std::{net::IpAddr, path::Path, time::Duration};
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::info;
+use tracing::{info, warn};
+
+/// How long a sync waits for backends' neighbour entries to resolve.
+pub const NEIGH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why `lb run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -33,20 +35,83 @@ pub fn prepare(config: &Config) -> Result<DataPlane, RunError> {
     preflight::check_privileges()?;
     preflight::check_interface(&config.xdp.interface)?;
     preflight::check_bpffs(&config.xdp.bpffs)?;
-    let mut dp = DataPlane::load(&config.pin_dir())?;
-    dp.sync_services(&config.services)?;
-    dp.write_settings(Settings::default())?;
+    let mut dp = DataPlane::load_with(&config.pin_dir(), config.l4.conntrack_size)?;
+    sync_l4(&mut dp, config)?;
     Ok(dp)
+}
+
+/// Resolves the L4 backends' Ethernet addresses and makes the maps match `config`.
+/// Backends that do not resolve are logged and left without new flows.
+pub fn sync_l4(dp: &mut DataPlane, config: &Config) -> Result<(), RunError> {
+    let mut backends: Vec<IpAddr> = config
+        .services
+        .iter()
+        .filter(|s| s.mode.is_l4())
+        .flat_map(|s| s.backends.iter().map(|b| b.addr))
+        .collect();
+    backends.sort();
+    backends.dedup();
+    let l2 = if backends.is_empty() {
+        dataplane::L2Map::new()
+    } else {
+        let ifindex = preflight::check_interface(&config.xdp.interface)?;
+        let (l2, failed) = crate::neigh::resolve(ifindex, &backends, NEIGH_TIMEOUT);
+        for (addr, why) in failed {
+            warn!(backend = %addr, error = %why, "backend unreachable; it gets no flows");
+        }
+        l2
+    };
+    dp.configure_l4(&config.l4)?;
+    dp.sync(&config.services, &l2)?;
+    Ok(())
+}
+
+/// SIGHUP: re-reads the config and applies the L4 services. An invalid file, or one that
+/// changes what only a restart can (instance, XDP attachment, conntrack size), leaves the
+/// running config in place.
+fn reload(path: &Path, current: &Config, dp: &mut DataPlane) -> Option<Config> {
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "reload refused; keeping the running config");
+            return None;
+        }
+    };
+    if new.instance != current.instance
+        || new.xdp != current.xdp
+        || new.l4.conntrack_size != current.l4.conntrack_size
+    {
+        warn!("reload refused: instance, [xdp] and l4.conntrack_size need a restart; keeping the running config");
+        return None;
+    }
+    match tokio::task::block_in_place(|| sync_l4(dp, &new)) {
+        Ok(()) => {
+            info!(services = new.services.len(), "config reloaded");
+            Some(new)
+        }
+        Err(e) => {
+            warn!(error = %e, "reload failed while writing the data plane; restoring the running config");
+            if let Err(e) = tokio::task::block_in_place(|| sync_l4(dp, current)) {
+                warn!(error = %e, "restoring the running config failed");
+            }
+            None
+        }
+    }
 }
 
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
-    let config = config::load(path)?;
+    let mut config = config::load(path)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let mut dp = prepare(&config)?;
-    let mode = dp.attach(&config.xdp.interface, config.xdp.mode, config.xdp.generic_fallback)?;
+    let mode = dp.attach(
+        &config.xdp.interface,
+        config.xdp.mode,
+        config.xdp.generic_fallback,
+    )?;
     info!(
         instance = %config.instance,
         interface = %config.xdp.interface,
@@ -59,9 +124,17 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         info!(service = %svc.name, vip = %svc.vip, mode = svc.mode.as_str(), "service");
     }
 
-    let signal = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let signal = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading the config");
+                if let Some(new) = reload(path, &config, &mut dp) {
+                    config = new;
+                }
+            }
+        }
     };
     info!(signal, "stopping");
     // Dropping the program detaches it; pinned maps stay for the next start.

@@ -5,6 +5,7 @@
 //! key, so an operator can fix a file without reading code.
 
 mod error;
+pub mod l4;
 mod raw;
 pub mod vrrp;
 
@@ -14,6 +15,7 @@ use std::{
 };
 
 pub use error::ConfigError;
+pub use l4::{L4Backend, L4Config};
 pub use raw::RawConfig;
 pub use vrrp::VrrpConfig;
 
@@ -35,6 +37,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// Virtual routers this node takes part in (`[[vrrp]]`); empty = always serve.
     pub vrrp: Vec<VrrpConfig>,
+    /// Conntrack, timeouts and `ipip` sources of the L4 services (`[l4]`).
+    pub l4: L4Config,
 }
 
 impl Config {
@@ -128,6 +132,12 @@ impl std::fmt::Display for Vip {
 pub enum ServiceMode {
     /// Counted by XDP, then passed to the local stack, where a local listener answers.
     Pass,
+    /// L2 direct server return: XDP rewrites the MACs towards the backend (which holds the
+    /// VIP on `lo`) and transmits; replies go straight to the client.
+    Dsr,
+    /// XDP encapsulates (IPv4-in-IPv4 / IPv6-in-IPv6) towards the backend, which
+    /// decapsulates (`lb decap`) and replies straight to the client.
+    Ipip,
 }
 
 impl ServiceMode {
@@ -135,7 +145,14 @@ impl ServiceMode {
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceMode::Pass => "pass",
+            ServiceMode::Dsr => "dsr",
+            ServiceMode::Ipip => "ipip",
         }
+    }
+
+    /// Whether XDP forwards this mode's packets to backends itself.
+    pub fn is_l4(self) -> bool {
+        matches!(self, ServiceMode::Dsr | ServiceMode::Ipip)
     }
 }
 
@@ -148,6 +165,10 @@ pub struct Service {
     pub vip: Vip,
     /// How its packets are handled.
     pub mode: ServiceMode,
+    /// L4 modes: the backends in config order (Maglev input); empty for `pass`.
+    pub backends: Vec<L4Backend>,
+    /// L4 modes: Maglev table size (prime).
+    pub table_size: u32,
 }
 
 /// Reads and validates a config file.

@@ -1,8 +1,9 @@
 //! The config file's shape, as serde reads it. Validation turns it into runtime types.
 
 use super::{
-    AttachMode, Config, ConfigError, Protocol, Service, ServiceMode, Vip, XdpConfig,
-    DEFAULT_BPFFS, DEFAULT_INSTANCE, MAX_INSTANCE_LEN,
+    l4::{self, RawL4, RawL4Server},
+    AttachMode, Config, ConfigError, Protocol, Service, ServiceMode, Vip, XdpConfig, DEFAULT_BPFFS,
+    DEFAULT_INSTANCE, MAX_INSTANCE_LEN,
 };
 use serde::Deserialize;
 use std::{collections::HashSet, net::IpAddr, path::Path};
@@ -22,6 +23,8 @@ pub struct RawConfig {
     /// The `[[vrrp]]` tables.
     #[serde(default)]
     pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
+    /// The `[l4]` table.
+    pub l4: Option<RawL4>,
 }
 
 /// `[xdp]`.
@@ -51,14 +54,20 @@ pub struct RawService {
     pub port: Spanned<i64>,
     /// `tcp` (default) or `udp`.
     pub protocol: Option<Spanned<String>>,
-    /// `pass` (default).
+    /// `pass` (default), `dsr` or `ipip`.
     pub mode: Option<Spanned<String>>,
+    /// L4 modes: Maglev table size (prime, default [`crate::maglev::DEFAULT_TABLE_SIZE`]).
+    pub table_size: Option<Spanned<i64>>,
+    /// L4 modes: the backends.
+    #[serde(default)]
+    pub server: Vec<Spanned<RawL4Server>>,
 }
 
 impl RawConfig {
     /// Checks every value and builds the runtime [`Config`].
     pub fn validate(self, path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let err = |at: usize, key: &str, msg: String| ConfigError::invalid(path, text, at, key, msg);
+        let err =
+            |at: usize, key: &str, msg: String| ConfigError::invalid(path, text, at, key, msg);
 
         let instance = match self.instance {
             None => DEFAULT_INSTANCE.to_string(),
@@ -67,7 +76,8 @@ impl RawConfig {
                 let v = s.into_inner();
                 let ok = !v.is_empty()
                     && v.len() <= MAX_INSTANCE_LEN
-                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
                 if !ok {
                     return Err(err(
                         at,
@@ -86,7 +96,11 @@ impl RawConfig {
         let if_at = raw_xdp.interface.span().start;
         let interface = raw_xdp.interface.into_inner();
         if interface.is_empty() || interface.len() >= libc::IFNAMSIZ || interface.contains('/') {
-            return Err(err(if_at, "xdp.interface", format!("{interface:?} is not a valid interface name")));
+            return Err(err(
+                if_at,
+                "xdp.interface",
+                format!("{interface:?} is not a valid interface name"),
+            ));
         }
         let mode = match raw_xdp.mode {
             None => AttachMode::Native,
@@ -97,7 +111,9 @@ impl RawConfig {
                     return Err(err(
                         m.span().start,
                         "xdp.mode",
-                        format!("unknown attach mode {other:?}; expected \"native\" or \"generic\""),
+                        format!(
+                            "unknown attach mode {other:?}; expected \"native\" or \"generic\""
+                        ),
                     ))
                 }
             },
@@ -107,8 +123,14 @@ impl RawConfig {
             interface,
             mode,
             generic_fallback: raw_xdp.generic_fallback,
-            bpffs: raw_xdp.bpffs.unwrap_or_else(|| DEFAULT_BPFFS.to_string()).into(),
+            bpffs: raw_xdp
+                .bpffs
+                .unwrap_or_else(|| DEFAULT_BPFFS.to_string())
+                .into(),
         };
+
+        let ctx = l4::Ctx { path, text };
+        let l4 = l4::validate_l4(&ctx, self.l4)?;
 
         let mut services = Vec::with_capacity(self.service.len());
         let mut names = HashSet::new();
@@ -120,10 +142,18 @@ impl RawConfig {
 
             let name = s.name.get_ref().clone();
             if name.is_empty() {
-                return Err(err(s.name.span().start, &key("name"), "must not be empty".into()));
+                return Err(err(
+                    s.name.span().start,
+                    &key("name"),
+                    "must not be empty".into(),
+                ));
             }
             if !names.insert(name.clone()) {
-                return Err(err(s.name.span().start, &key("name"), format!("duplicate service name {name:?}")));
+                return Err(err(
+                    s.name.span().start,
+                    &key("name"),
+                    format!("duplicate service name {name:?}"),
+                ));
             }
             let addr: IpAddr = s.vip.get_ref().parse().map_err(|_| {
                 err(
@@ -133,9 +163,16 @@ impl RawConfig {
                 )
             })?;
             let port = *s.port.get_ref();
-            let port = u16::try_from(port).ok().filter(|&p| p != 0).ok_or_else(|| {
-                err(s.port.span().start, &key("port"), format!("{port} is not a port (1-65535)"))
-            })?;
+            let port = u16::try_from(port)
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| {
+                    err(
+                        s.port.span().start,
+                        &key("port"),
+                        format!("{port} is not a port (1-65535)"),
+                    )
+                })?;
             let protocol = match s.protocol {
                 None => Protocol::Tcp,
                 Some(p) => match p.get_ref().as_str() {
@@ -154,29 +191,103 @@ impl RawConfig {
                 None => ServiceMode::Pass,
                 Some(m) => match m.get_ref().as_str() {
                     "pass" => ServiceMode::Pass,
+                    "dsr" => ServiceMode::Dsr,
+                    "ipip" => ServiceMode::Ipip,
                     other => {
                         return Err(err(
                             m.span().start,
                             &key("mode"),
-                            format!("unknown service mode {other:?}; expected \"pass\""),
+                            format!("unknown service mode {other:?}; expected \"pass\", \"dsr\" or \"ipip\""),
                         ))
                     }
                 },
             };
-            let vip = Vip { addr, port, protocol };
+            let vip = Vip {
+                addr,
+                port,
+                protocol,
+            };
             if !vips.insert(vip) {
-                return Err(err(s_at, &key("vip"), format!("VIP {vip} is already used by another service")));
+                return Err(err(
+                    s_at,
+                    &key("vip"),
+                    format!("VIP {vip} is already used by another service"),
+                ));
             }
-            services.push(Service { name, vip, mode });
+            let (backends, table_size) = if mode.is_l4() {
+                let table_size = match &s.table_size {
+                    None => crate::maglev::DEFAULT_TABLE_SIZE,
+                    Some(t) => {
+                        let size = u32::try_from(*t.get_ref()).unwrap_or(0);
+                        crate::maglev::validate_table_size(size)
+                            .map_err(|e| err(t.span().start, &key("table_size"), e.to_string()))?;
+                        size
+                    }
+                };
+                let ipip = mode == ServiceMode::Ipip;
+                if ipip {
+                    let missing = match addr {
+                        IpAddr::V4(_) => l4.ipip_source_v4.is_none().then_some("l4.ipip_source_v4"),
+                        IpAddr::V6(_) => l4.ipip_source_v6.is_none().then_some("l4.ipip_source_v6"),
+                    };
+                    if let Some(k) = missing {
+                        return Err(err(
+                            s_at,
+                            &key("mode"),
+                            format!("mode ipip needs {k} (the outer source prefix)"),
+                        ));
+                    }
+                }
+                (
+                    l4::validate_servers(
+                        &ctx,
+                        &format!("service[{i}]"),
+                        s_at,
+                        addr,
+                        ipip,
+                        s.server,
+                    )?,
+                    table_size,
+                )
+            } else {
+                if let Some(srv) = s.server.first() {
+                    return Err(err(
+                        srv.span().start,
+                        &key("server[0]"),
+                        format!(
+                            "mode = {:?} takes no [[service.server]]; use \"dsr\" or \"ipip\"",
+                            mode.as_str()
+                        ),
+                    ));
+                }
+                (Vec::new(), 0)
+            };
+            services.push(Service {
+                name,
+                vip,
+                mode,
+                backends,
+                table_size,
+            });
         }
         if services.len() > lb_common::maps::MAX_VIPS as usize {
             return Err(err(
                 0,
                 "service",
-                format!("{} services; at most {} are supported", services.len(), lb_common::maps::MAX_VIPS),
+                format!(
+                    "{} services; at most {} are supported",
+                    services.len(),
+                    lb_common::maps::MAX_VIPS
+                ),
             ));
         }
         let vrrp = super::vrrp::validate(path, text, self.vrrp)?;
-        Ok(Config { instance, xdp, services, vrrp })
+        Ok(Config {
+            instance,
+            xdp,
+            services,
+            vrrp,
+            l4,
+        })
     }
 }

@@ -4,33 +4,36 @@
 //! maps match. Maps are pinned under the instance's pin directory so `bpftool` can inspect
 //! them and a restarted daemon picks them up again.
 
+pub mod decap;
+mod l4;
 mod object;
 pub mod stats;
 pub mod testrun;
 
 use crate::config::{AttachMode, Config, Service};
+use crate::maglev::MaglevError;
 use aya::{
-    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray},
+    maps::{Array, Map, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
     Ebpf, EbpfLoader,
 };
-use lb_common::{
-    maps as names,
-    settings::Settings,
-    stats::VipStats,
-    vip::{VipKey, VipMeta, MODE_PASS},
-};
+use lb_common::{maps as names, settings::Settings, stats::VipStats, vip::VipKey};
 use std::{
-    collections::HashSet,
+    collections::HashMap as StdHashMap,
     net::IpAddr,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
 };
 
+pub use l4::{L2Addr, L2Map};
 pub use object::{xdp_object, ObjectError, OBJECT_ENV};
 
 /// Name of the XDP entry point in the object.
 pub const PROGRAM: &str = "lb_xdp";
+/// The backend-side decapsulation program (`lb decap`).
+pub const DECAP_PROGRAM: &str = "lb_decap";
+/// The do-nothing program the benchmark measures as its baseline.
+pub const TRIVIAL_PROGRAM: &str = "xdp_pass_trivial";
 
 /// Why the data plane could not be set up or updated.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +58,25 @@ pub enum DataPlaneError {
     /// The program is missing from the object or could not be prepared.
     #[error("XDP program {PROGRAM:?}: {0}")]
     Program(#[source] ProgramError),
+    /// A Maglev table could not be built (config validation should have caught it).
+    #[error("service {service}: {source}")]
+    Maglev {
+        /// The service.
+        service: String,
+        /// Why.
+        source: MaglevError,
+    },
+    /// The number of CPUs (for per-CPU values) could not be determined.
+    #[error("cannot size per-CPU values: {0}")]
+    Cpus(#[source] std::io::Error),
+    /// More VIPs or backends than the maps hold.
+    #[error("too many {what}: at most {max}")]
+    Full {
+        /// "VIPs" or "backends".
+        what: &'static str,
+        /// The map's capacity.
+        max: u32,
+    },
     /// A map read or write failed.
     #[error("map {map}: {source}")]
     Map {
@@ -97,6 +119,14 @@ pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     attached: Option<(String, AttachMode)>,
+    /// Stable ids: a VIP keeps its id (stats index, table slots) across syncs and restarts.
+    vip_ids: StdHashMap<VipKey, u32>,
+    /// Stable backend indexes, so conntrack entries stay valid across syncs and restarts.
+    backend_ids: StdHashMap<IpAddr, u32>,
+    /// The table last written per VIP, to skip rewriting unchanged tables.
+    tables: StdHashMap<VipKey, Vec<u32>>,
+    /// `[l4]` settings the next sync uses (`ipip` sources).
+    l4: crate::config::L4Config,
 }
 
 impl DataPlane {
@@ -107,6 +137,21 @@ impl DataPlane {
 
     /// Loads `object` (an ELF BPF object), pinning its maps in `pin_dir`.
     pub fn load_object(object: &[u8], pin_dir: &Path) -> Result<Self, DataPlaneError> {
+        Self::load_object_with(object, pin_dir, names::CONNTRACK_DEFAULT_ENTRIES)
+    }
+
+    /// Loads the embedded object with a conntrack table of `conntrack_size` entries (an
+    /// already pinned table keeps the size it was created with).
+    pub fn load_with(pin_dir: &Path, conntrack_size: u32) -> Result<Self, DataPlaneError> {
+        Self::load_object_with(&xdp_object()?, pin_dir, conntrack_size)
+    }
+
+    /// [`DataPlane::load_object`] with a conntrack size.
+    pub fn load_object_with(
+        object: &[u8],
+        pin_dir: &Path,
+        conntrack_size: u32,
+    ) -> Result<Self, DataPlaneError> {
         std::fs::create_dir_all(pin_dir).map_err(|source| DataPlaneError::PinDir {
             path: pin_dir.to_path_buf(),
             source,
@@ -117,6 +162,7 @@ impl DataPlane {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        loader.map_max_entries(names::CONNTRACK, conntrack_size);
         let mut ebpf = loader.load(object).map_err(DataPlaneError::Load)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM)
@@ -129,7 +175,17 @@ impl DataPlane {
                 return Err(DataPlaneError::MissingMap(n));
             }
         }
-        Ok(Self { ebpf, pin_dir: pin_dir.to_path_buf(), attached: None })
+        let mut dp = Self {
+            ebpf,
+            pin_dir: pin_dir.to_path_buf(),
+            attached: None,
+            vip_ids: StdHashMap::new(),
+            backend_ids: StdHashMap::new(),
+            tables: StdHashMap::new(),
+            l4: crate::config::L4Config::default(),
+        };
+        dp.adopt_pinned_ids()?;
+        Ok(dp)
     }
 
     /// The directory the maps are pinned in.
@@ -148,27 +204,10 @@ impl DataPlane {
         Ok(prog.fd().map_err(DataPlaneError::Program)?.as_fd())
     }
 
-    /// Makes the VIP map hold exactly the VIPs of `services`; VIP ids are the config order.
+    /// Makes the maps hold exactly `services`, with no link-layer addresses known: `pass`
+    /// VIPs work, L4 backends count as unreachable (down). See [`DataPlane::sync`].
     pub fn sync_services(&mut self, services: &[Service]) -> Result<(), DataPlaneError> {
-        let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
-            .ebpf
-            .map_mut(names::VIPS)
-            .ok_or(DataPlaneError::MissingMap(names::VIPS))?
-            .try_into()
-            .map_err(map_err(names::VIPS))?;
-        let mut wanted = HashSet::with_capacity(services.len());
-        for (id, svc) in services.iter().enumerate() {
-            let key = vip_key(svc);
-            let meta = VipMeta { id: id as u32, mode: MODE_PASS };
-            vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
-            wanted.insert(key);
-        }
-        let stale: Vec<VipKey> =
-            vips.keys().filter_map(Result::ok).filter(|k| !wanted.contains(k)).collect();
-        for key in stale {
-            vips.remove(&key).map_err(map_err(names::VIPS))?;
-        }
-        Ok(())
+        self.sync(services, &L2Map::new())
     }
 
     /// Writes the XDP program's run-time settings.
@@ -213,7 +252,10 @@ impl DataPlane {
                 Err(e) => tried.push((m, error_chain(&e))),
             }
         }
-        Err(DataPlaneError::Attach { interface: interface.to_string(), tried })
+        Err(DataPlaneError::Attach {
+            interface: interface.to_string(),
+            tried,
+        })
     }
 
     /// Where the program is attached, if it is.
@@ -221,9 +263,27 @@ impl DataPlane {
         self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
     }
 
+    /// The fd of another program of the object (`lb_decap`, `xdp_pass_trivial`), loading
+    /// it first if needed; for BPF_PROG_TEST_RUN.
+    pub fn extra_program_fd(&mut self, name: &str) -> Result<BorrowedFd<'_>, DataPlaneError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        if prog.fd().is_err() {
+            prog.load().map_err(DataPlaneError::Program)?;
+        }
+        Ok(prog.fd().map_err(DataPlaneError::Program)?.as_fd())
+    }
+
     /// Per-VIP counters summed over CPUs, indexed by VIP id.
     pub fn vip_stats(&self, id: u32) -> Result<VipStats, DataPlaneError> {
-        let map = self.ebpf.map(names::VIP_STATS).ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?;
+        let map = self
+            .ebpf
+            .map(names::VIP_STATS)
+            .ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?;
         let arr: PerCpuArray<&MapData, VipStats> =
             map.try_into().map_err(map_err(names::VIP_STATS))?;
         stats::sum_vip(&arr, id).map_err(map_err(names::VIP_STATS))
@@ -231,7 +291,10 @@ impl DataPlane {
 
     /// Drop counters summed over CPUs, indexed by [`lb_common::stats::DropReason`].
     pub fn drop_stats(&self) -> Result<Vec<u64>, DataPlaneError> {
-        let map = self.ebpf.map(names::DROPS).ok_or(DataPlaneError::MissingMap(names::DROPS))?;
+        let map = self
+            .ebpf
+            .map(names::DROPS)
+            .ok_or(DataPlaneError::MissingMap(names::DROPS))?;
         let arr: PerCpuArray<&MapData, u64> = map.try_into().map_err(map_err(names::DROPS))?;
         stats::sum_drops(&arr).map_err(map_err(names::DROPS))
     }

@@ -22,3 +22,15 @@ pub fn sum_drops<T: Borrow<MapData>>(arr: &PerCpuArray<T, u64>) -> Result<Vec<u6
         .map(|r| Ok(arr.get(&r, 0)?.iter().sum()))
         .collect()
 }
+
+/// Sums one backend's counters over all CPUs.
+pub fn sum_backend<T: Borrow<MapData>>(
+    arr: &PerCpuArray<T, lb_common::stats::BackendStats>,
+    id: u32,
+) -> Result<lb_common::stats::BackendStats, MapError> {
+    let mut total = lb_common::stats::BackendStats::default();
+    for s in arr.get(&id, 0)?.iter() {
+        total.add(s);
+    }
+    Ok(total)
+}

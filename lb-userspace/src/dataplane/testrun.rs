@@ -70,5 +70,9 @@ pub fn run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Result<
         return Err(std::io::Error::last_os_error());
     }
     out.truncate(attr.data_size_out as usize);
-    Ok(TestRun { action: attr.retval, output: out, duration_ns: attr.duration })
+    Ok(TestRun {
+        action: attr.retval,
+        output: out,
+        duration_ns: attr.duration,
+    })
 }

@@ -1,0 +1,252 @@
+//! L4 (XDP-forwarded) parts of the config: the `[l4]` table (conntrack, timeouts, `ipip`
+//! outer sources) and the backends of `dsr`/`ipip` services (`[[service.server]]`).
+//!
+//! Defaults are named constants; validation errors name the file, line and key like the
+//! rest of the config.
+
+use super::ConfigError;
+use serde::Deserialize;
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+    time::Duration,
+};
+use toml::Spanned;
+
+/// Conntrack entries when `l4.conntrack_size` is not given.
+pub const DEFAULT_CONNTRACK_SIZE: u32 = 1 << 18;
+/// Smallest accepted conntrack size (below this the LRU thrashes under any real load).
+pub const MIN_CONNTRACK_SIZE: u32 = 1024;
+/// Largest accepted conntrack size (about 150 MB of kernel memory).
+pub const MAX_CONNTRACK_SIZE: u32 = 1 << 24;
+/// TCP idle timeout in seconds when `l4.tcp_timeout` is not given.
+pub const DEFAULT_TCP_TIMEOUT_SECS: u64 = 900;
+/// UDP idle timeout in seconds when `l4.udp_timeout` is not given.
+pub const DEFAULT_UDP_TIMEOUT_SECS: u64 = 30;
+/// Backend weight when `weight` is not given.
+pub const DEFAULT_WEIGHT: u32 = 1;
+/// Largest accepted weight (Maglev shares are relative; this keeps the arithmetic small).
+pub const MAX_WEIGHT: u32 = 65535;
+/// Shortest `ipip` source prefix for IPv6: the program varies only the last 32 bits.
+pub const MIN_V6_SOURCE_PREFIX: u8 = 96;
+
+/// `[l4]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawL4 {
+    /// Conntrack LRU entries.
+    pub conntrack_size: Option<Spanned<i64>>,
+    /// TCP idle timeout, seconds.
+    pub tcp_timeout: Option<Spanned<i64>>,
+    /// UDP idle timeout, seconds.
+    pub udp_timeout: Option<Spanned<i64>>,
+    /// `ipip` outer source prefix for IPv4 VIPs, CIDR.
+    pub ipip_source_v4: Option<Spanned<String>>,
+    /// `ipip` outer source prefix for IPv6 VIPs, CIDR (prefix length >= 96).
+    pub ipip_source_v6: Option<Spanned<String>>,
+}
+
+/// `[[service.server]]` of an L4 service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawL4Server {
+    /// Unique (per service) server name.
+    pub name: Spanned<String>,
+    /// Backend IP address (no port: L4 forwarding keeps the VIP's port).
+    pub address: Spanned<String>,
+    /// Relative share of new flows; default [`DEFAULT_WEIGHT`]; 0 drains.
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// Global L4 settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct L4Config {
+    /// Conntrack LRU size (entries).
+    pub conntrack_size: u32,
+    /// Idle time after which a TCP flow is re-picked.
+    pub tcp_timeout: Duration,
+    /// Idle time after which a UDP flow is re-picked.
+    pub udp_timeout: Duration,
+    /// Outer source prefix (address, length) for IPv4 `ipip`.
+    pub ipip_source_v4: Option<(Ipv4Addr, u8)>,
+    /// Outer source prefix (address, length) for IPv6 `ipip`.
+    pub ipip_source_v6: Option<(Ipv6Addr, u8)>,
+}
+
+impl Default for L4Config {
+    fn default() -> Self {
+        L4Config {
+            conntrack_size: DEFAULT_CONNTRACK_SIZE,
+            tcp_timeout: Duration::from_secs(DEFAULT_TCP_TIMEOUT_SECS),
+            udp_timeout: Duration::from_secs(DEFAULT_UDP_TIMEOUT_SECS),
+            ipip_source_v4: None,
+            ipip_source_v6: None,
+        }
+    }
+}
+
+/// One backend of an L4 service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct L4Backend {
+    /// Name, for stats and logs.
+    pub name: String,
+    /// Address packets are sent to (dsr: its MAC is resolved; ipip: the outer destination).
+    pub addr: IpAddr,
+    /// Relative share of new flows; 0 = draining (keeps established flows, gets no new).
+    pub weight: u32,
+}
+
+/// Error builder bound to one file's text.
+pub(crate) struct Ctx<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, at: usize, key: &str, msg: String) -> ConfigError {
+        ConfigError::invalid(self.path, self.text, at, key, msg)
+    }
+}
+
+fn ranged(ctx: &Ctx, v: &Spanned<i64>, key: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let x = *v.get_ref();
+    if x < min || x > max {
+        return Err(ctx.err(
+            v.span().start,
+            key,
+            format!("{x} is out of range {min}..={max}"),
+        ));
+    }
+    Ok(x)
+}
+
+fn prefix(ctx: &Ctx, v: &Spanned<String>, key: &str) -> Result<(IpAddr, u8), ConfigError> {
+    let s = v.get_ref();
+    let bad = || {
+        ctx.err(
+            v.span().start,
+            key,
+            format!("{s:?} is not an address prefix like 198.18.255.0/24"),
+        )
+    };
+    let (a, l) = s.split_once('/').ok_or_else(bad)?;
+    let addr: IpAddr = a.parse().map_err(|_| bad())?;
+    let len: u8 = l.parse().map_err(|_| bad())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok((addr, len))
+}
+
+/// Validates `[l4]`.
+pub(crate) fn validate_l4(ctx: &Ctx, raw: Option<RawL4>) -> Result<L4Config, ConfigError> {
+    let raw = raw.unwrap_or_default();
+    let mut c = L4Config::default();
+    if let Some(v) = &raw.conntrack_size {
+        c.conntrack_size = ranged(
+            ctx,
+            v,
+            "l4.conntrack_size",
+            MIN_CONNTRACK_SIZE.into(),
+            MAX_CONNTRACK_SIZE.into(),
+        )? as u32;
+    }
+    if let Some(v) = &raw.tcp_timeout {
+        c.tcp_timeout = Duration::from_secs(ranged(ctx, v, "l4.tcp_timeout", 1, 86400 * 7)? as u64);
+    }
+    if let Some(v) = &raw.udp_timeout {
+        c.udp_timeout = Duration::from_secs(ranged(ctx, v, "l4.udp_timeout", 1, 86400 * 7)? as u64);
+    }
+    if let Some(v) = &raw.ipip_source_v4 {
+        match prefix(ctx, v, "l4.ipip_source_v4")? {
+            (IpAddr::V4(a), len) => c.ipip_source_v4 = Some((a, len)),
+            _ => {
+                return Err(ctx.err(
+                    v.span().start,
+                    "l4.ipip_source_v4",
+                    "must be an IPv4 prefix".into(),
+                ))
+            }
+        }
+    }
+    if let Some(v) = &raw.ipip_source_v6 {
+        match prefix(ctx, v, "l4.ipip_source_v6")? {
+            (IpAddr::V6(a), len) if len >= MIN_V6_SOURCE_PREFIX => {
+                c.ipip_source_v6 = Some((a, len))
+            }
+            _ => {
+                return Err(ctx.err(
+                    v.span().start,
+                    "l4.ipip_source_v6",
+                    format!("must be an IPv6 prefix of length {MIN_V6_SOURCE_PREFIX}..=128"),
+                ))
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// Validates the servers of a `dsr`/`ipip` service; `key` is e.g. `service[0]`.
+pub(crate) fn validate_servers(
+    ctx: &Ctx,
+    key: &str,
+    at: usize,
+    vip: IpAddr,
+    ipip: bool,
+    servers: Vec<Spanned<RawL4Server>>,
+) -> Result<Vec<L4Backend>, ConfigError> {
+    if servers.is_empty() {
+        return Err(ctx.err(
+            at,
+            &format!("{key}.server"),
+            "an L4 service needs at least one [[service.server]]".into(),
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::with_capacity(servers.len());
+    for (j, s) in servers.into_iter().enumerate() {
+        let s = s.into_inner();
+        let k = |f: &str| format!("{key}.server[{j}].{f}");
+        let name = s.name.get_ref().clone();
+        if name.is_empty() || !names.insert(name.clone()) {
+            return Err(ctx.err(
+                s.name.span().start,
+                &k("name"),
+                format!("{name:?} is empty or used twice"),
+            ));
+        }
+        let addr: IpAddr = s.address.get_ref().parse().map_err(|_| {
+            ctx.err(
+                s.address.span().start,
+                &k("address"),
+                format!(
+                    "{:?} is not an IP address (L4 servers take no port)",
+                    s.address.get_ref()
+                ),
+            )
+        })?;
+        if !addrs.insert(addr) {
+            return Err(ctx.err(
+                s.address.span().start,
+                &k("address"),
+                format!("{addr} is listed twice"),
+            ));
+        }
+        if ipip && addr.is_ipv4() != vip.is_ipv4() {
+            return Err(ctx.err(
+                s.address.span().start,
+                &k("address"),
+                "ipip encapsulates IPv4 in IPv4 and IPv6 in IPv6: the server must have the VIP's family".into(),
+            ));
+        }
+        let weight = match &s.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) => ranged(ctx, w, &k("weight"), 0, MAX_WEIGHT.into())? as u32,
+        };
+        out.push(L4Backend { name, addr, weight });
+    }
+    Ok(out)
+}

@@ -1,0 +1,439 @@
+//! Writing the L4 state: VIPs, VIP addresses, backends and Maglev tables.
+//!
+//! Order matters, because the program reads these maps while they change: backends are
+//! written before any table points at them; a new table goes into a fresh inner array in
+//! the VIP's unused slot and the VIP's meta (slot and size) is rewritten only after, so a
+//! packet sees one whole table; VIPs and addresses that went away are removed next; and a
+//! removed backend's entry is cleared last, when no table names it any more, which makes
+//! its conntrack entries re-pick.
+
+use super::{map_err, stats, DataPlane, DataPlaneError};
+use crate::{
+    config::{L4Config, Service, ServiceMode},
+    maglev::{self, MaglevBackend},
+};
+use aya::maps::{Array, ArrayOfMaps, HashMap, MapData, PerCpuArray, PerCpuValues};
+use lb_common::{
+    backend::{Backend, BACKEND_DRAINING, BACKEND_UP},
+    maglev::{table_slot, INNER_MAP_FLAGS},
+    maps::{self as names, MAX_BACKENDS, MAX_VIPS},
+    settings::Settings,
+    stats::{BackendStats, VipStats},
+    vip::{VipAddrKey, VipKey, VipMeta, FAMILY_V4, FAMILY_V6, MODE_DSR, MODE_IPIP, MODE_PASS},
+};
+use std::{
+    collections::{HashMap as StdHashMap, HashSet},
+    net::{IpAddr, SocketAddr},
+};
+
+/// Ethernet addresses to reach one backend with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Addr {
+    /// Destination: the backend's MAC (`dsr`) or its next hop's (`ipip`).
+    pub dst: [u8; 6],
+    /// Source: the MAC of our interface the program transmits on.
+    pub src: [u8; 6],
+}
+
+/// Resolved link-layer addresses by backend address; a backend missing here is treated as
+/// unreachable (no new flows, established ones re-picked).
+pub type L2Map = StdHashMap<IpAddr, L2Addr>;
+
+/// The id/slot generation a VIP currently uses, from its `table` field.
+fn generation(meta: &VipMeta) -> u32 {
+    meta.table & 1
+}
+
+fn family(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    }
+}
+
+/// The lowest id not in `used`, below `max`.
+fn free_id(used: &HashSet<u32>, max: u32) -> Option<u32> {
+    (0..max).find(|i| !used.contains(i))
+}
+
+impl DataPlane {
+    /// Reads the ids a previous run left in the pinned maps, so a restart keeps them.
+    pub(super) fn adopt_pinned_ids(&mut self) -> Result<(), DataPlaneError> {
+        let vips: HashMap<&MapData, VipKey, VipMeta> = self
+            .ebpf
+            .map(names::VIPS)
+            .ok_or(DataPlaneError::MissingMap(names::VIPS))?
+            .try_into()
+            .map_err(map_err(names::VIPS))?;
+        for (k, m) in vips.iter().filter_map(Result::ok) {
+            self.vip_ids.insert(k, m.id);
+        }
+        let backends: Array<&MapData, Backend> = self
+            .ebpf
+            .map(names::BACKENDS)
+            .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
+            .try_into()
+            .map_err(map_err(names::BACKENDS))?;
+        for i in 0..MAX_BACKENDS {
+            if let Ok(b) = backends.get(&i, 0) {
+                if b.flags != 0 {
+                    let ip = if b.family == FAMILY_V4 {
+                        IpAddr::from([b.addr[0], b.addr[1], b.addr[2], b.addr[3]])
+                    } else {
+                        IpAddr::from(b.addr)
+                    };
+                    self.backend_ids.insert(ip, i);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the maps hold exactly `services` (VIPs, addresses, backends, Maglev tables),
+    /// with Ethernet addresses from `l2`. Established flows keep their backend unless it
+    /// was removed or became unreachable.
+    pub fn sync(&mut self, services: &[Service], l2: &L2Map) -> Result<(), DataPlaneError> {
+        // 1. Ids: keep existing ones, allocate the lowest free ones for new VIPs/backends.
+        let wanted_vips: Vec<VipKey> = services.iter().map(super::vip_key).collect();
+        self.vip_ids.retain(|k, _| wanted_vips.contains(k));
+        let mut used: HashSet<u32> = self.vip_ids.values().copied().collect();
+        let mut fresh_vips = Vec::new();
+        for k in &wanted_vips {
+            if !self.vip_ids.contains_key(k) {
+                let id = free_id(&used, MAX_VIPS).ok_or(DataPlaneError::Full {
+                    what: "VIPs",
+                    max: MAX_VIPS,
+                })?;
+                used.insert(id);
+                self.vip_ids.insert(*k, id);
+                fresh_vips.push(id);
+            }
+        }
+        let wanted_backends: Vec<IpAddr> = {
+            let mut seen = HashSet::new();
+            services
+                .iter()
+                .filter(|s| s.mode.is_l4())
+                .flat_map(|s| s.backends.iter().map(|b| b.addr))
+                .filter(|a| seen.insert(*a))
+                .collect()
+        };
+        let removed_backends: Vec<(IpAddr, u32)> = self
+            .backend_ids
+            .iter()
+            .filter(|(a, _)| !wanted_backends.contains(a))
+            .map(|(a, i)| (*a, *i))
+            .collect();
+        let mut used: HashSet<u32> = self.backend_ids.values().copied().collect();
+        let mut fresh_backends = Vec::new();
+        for a in &wanted_backends {
+            if !self.backend_ids.contains_key(a) {
+                let id = free_id(&used, MAX_BACKENDS).ok_or(DataPlaneError::Full {
+                    what: "backends",
+                    max: MAX_BACKENDS,
+                })?;
+                used.insert(id);
+                self.backend_ids.insert(*a, id);
+                fresh_backends.push(id);
+            }
+        }
+
+        // 2. Counters of fresh ids start at zero (the slot may have served a removed one).
+        self.zero_stats(&fresh_vips, &fresh_backends)?;
+
+        // 3. Backends, before any table names them. Draining = up, but weight 0.
+        let draining: HashSet<IpAddr> = services
+            .iter()
+            .flat_map(|s| s.backends.iter())
+            .filter(|b| b.weight == 0)
+            .map(|b| b.addr)
+            .collect();
+        {
+            let mut arr: Array<&mut MapData, Backend> = self
+                .ebpf
+                .map_mut(names::BACKENDS)
+                .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
+                .try_into()
+                .map_err(map_err(names::BACKENDS))?;
+            for a in &wanted_backends {
+                let id = self.backend_ids[a];
+                let entry = match l2.get(a) {
+                    Some(l2) => Backend {
+                        addr: maglev::wire_addr(*a),
+                        mac: l2.dst,
+                        src_mac: l2.src,
+                        family: family(*a),
+                        flags: BACKEND_UP
+                            | if draining.contains(a) {
+                                BACKEND_DRAINING
+                            } else {
+                                0
+                            },
+                        _pad: [0; 2],
+                    },
+                    // Unreachable: keep the id (flows come back when it resolves) but down.
+                    None => Backend {
+                        addr: maglev::wire_addr(*a),
+                        family: family(*a),
+                        ..Default::default()
+                    },
+                };
+                arr.set(id, entry, 0).map_err(map_err(names::BACKENDS))?;
+            }
+        }
+
+        // 4. Tables (double-buffered) and VIP metas.
+        for (svc, key) in services.iter().zip(&wanted_vips) {
+            let id = self.vip_ids[key];
+            let current: Option<VipMeta> = {
+                let vips: HashMap<&MapData, VipKey, VipMeta> = self
+                    .ebpf
+                    .map(names::VIPS)
+                    .ok_or(DataPlaneError::MissingMap(names::VIPS))?
+                    .try_into()
+                    .map_err(map_err(names::VIPS))?;
+                vips.get(key, 0).ok()
+            };
+            let mut meta = VipMeta {
+                id,
+                ..Default::default()
+            };
+            match svc.mode {
+                ServiceMode::Pass => meta.mode = MODE_PASS,
+                ServiceMode::Dsr | ServiceMode::Ipip => {
+                    meta.mode = if svc.mode == ServiceMode::Dsr {
+                        MODE_DSR
+                    } else {
+                        MODE_IPIP
+                    };
+                    let mb: Vec<MaglevBackend> = svc
+                        .backends
+                        .iter()
+                        .map(|b| {
+                            let w = if l2.contains_key(&b.addr) {
+                                b.weight
+                            } else {
+                                0
+                            };
+                            MaglevBackend::from_addr(
+                                self.backend_ids[&b.addr],
+                                w,
+                                SocketAddr::new(b.addr, 0),
+                            )
+                        })
+                        .collect();
+                    let table = maglev::build_table(svc.table_size, &mb).map_err(|source| {
+                        DataPlaneError::Maglev {
+                            service: svc.name.clone(),
+                            source,
+                        }
+                    })?;
+                    let unchanged = current.as_ref().is_some_and(|c| {
+                        c.id == id
+                            && c.table_size == svc.table_size
+                            && self.tables.get(key) == Some(&table)
+                    });
+                    if unchanged {
+                        let c = current.unwrap_or_default();
+                        meta.table = c.table;
+                        meta.table_size = c.table_size;
+                    } else {
+                        let gen = match &current {
+                            Some(c) if c.id == id && c.table_size != 0 => 1 - generation(c),
+                            _ => 0,
+                        };
+                        let slot = table_slot(id, gen);
+                        self.write_table(slot, &table)?;
+                        meta.table = slot;
+                        meta.table_size = svc.table_size;
+                        self.tables.insert(*key, table);
+                    }
+                }
+            }
+            meta_encap(&mut meta, svc, &self.l4);
+            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
+                .ebpf
+                .map_mut(names::VIPS)
+                .ok_or(DataPlaneError::MissingMap(names::VIPS))?
+                .try_into()
+                .map_err(map_err(names::VIPS))?;
+            vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
+        }
+
+        // 5. VIP addresses, then stale VIPs and addresses.
+        let wanted_addrs: HashSet<VipAddrKey> = wanted_vips.iter().map(VipKey::addr_key).collect();
+        {
+            let mut addrs: HashMap<&mut MapData, VipAddrKey, u32> = self
+                .ebpf
+                .map_mut(names::VIP_ADDRS)
+                .ok_or(DataPlaneError::MissingMap(names::VIP_ADDRS))?
+                .try_into()
+                .map_err(map_err(names::VIP_ADDRS))?;
+            for a in &wanted_addrs {
+                addrs.insert(a, 0, 0).map_err(map_err(names::VIP_ADDRS))?;
+            }
+        }
+        {
+            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
+                .ebpf
+                .map_mut(names::VIPS)
+                .ok_or(DataPlaneError::MissingMap(names::VIPS))?
+                .try_into()
+                .map_err(map_err(names::VIPS))?;
+            let stale: Vec<VipKey> = vips
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted_vips.contains(k))
+                .collect();
+            for k in stale {
+                vips.remove(&k).map_err(map_err(names::VIPS))?;
+                self.tables.remove(&k);
+            }
+        }
+        {
+            let mut addrs: HashMap<&mut MapData, VipAddrKey, u32> = self
+                .ebpf
+                .map_mut(names::VIP_ADDRS)
+                .ok_or(DataPlaneError::MissingMap(names::VIP_ADDRS))?
+                .try_into()
+                .map_err(map_err(names::VIP_ADDRS))?;
+            let stale: Vec<VipAddrKey> = addrs
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted_addrs.contains(k))
+                .collect();
+            for k in stale {
+                addrs.remove(&k).map_err(map_err(names::VIP_ADDRS))?;
+            }
+        }
+
+        // 6. Removed backends last: no table names them now; their flows re-pick.
+        if !removed_backends.is_empty() {
+            let mut arr: Array<&mut MapData, Backend> = self
+                .ebpf
+                .map_mut(names::BACKENDS)
+                .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
+                .try_into()
+                .map_err(map_err(names::BACKENDS))?;
+            for (a, id) in removed_backends {
+                arr.set(id, Backend::default(), 0)
+                    .map_err(map_err(names::BACKENDS))?;
+                self.backend_ids.remove(&a);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `table` into a fresh inner array and installs it at outer `slot`.
+    fn write_table(&mut self, slot: u32, table: &[u32]) -> Result<(), DataPlaneError> {
+        let len = u32::try_from(table.len()).unwrap_or(u32::MAX);
+        let mut inner: Array<MapData, u32> =
+            Array::create(len, INNER_MAP_FLAGS).map_err(map_err(names::MAGLEV))?;
+        for (i, v) in table.iter().enumerate() {
+            inner.set(i as u32, *v, 0).map_err(map_err(names::MAGLEV))?;
+        }
+        let mut outer: ArrayOfMaps<&mut MapData, Array<MapData, u32>> = self
+            .ebpf
+            .map_mut(names::MAGLEV)
+            .ok_or(DataPlaneError::MissingMap(names::MAGLEV))?
+            .try_into()
+            .map_err(map_err(names::MAGLEV))?;
+        outer.set(slot, &inner, 0).map_err(map_err(names::MAGLEV))
+    }
+
+    fn zero_stats(&mut self, vips: &[u32], backends: &[u32]) -> Result<(), DataPlaneError> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataPlaneError::Cpus(e))?;
+        if !vips.is_empty() {
+            let mut arr: PerCpuArray<&mut MapData, VipStats> = self
+                .ebpf
+                .map_mut(names::VIP_STATS)
+                .ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?
+                .try_into()
+                .map_err(map_err(names::VIP_STATS))?;
+            for &id in vips {
+                let zero = PerCpuValues::try_from(vec![VipStats::default(); cpus])
+                    .map_err(DataPlaneError::Cpus)?;
+                arr.set(id, zero, 0).map_err(map_err(names::VIP_STATS))?;
+            }
+        }
+        if !backends.is_empty() {
+            let mut arr: PerCpuArray<&mut MapData, BackendStats> = self
+                .ebpf
+                .map_mut(names::BACKEND_STATS)
+                .ok_or(DataPlaneError::MissingMap(names::BACKEND_STATS))?
+                .try_into()
+                .map_err(map_err(names::BACKEND_STATS))?;
+            for &id in backends {
+                let zero = PerCpuValues::try_from(vec![BackendStats::default(); cpus])
+                    .map_err(DataPlaneError::Cpus)?;
+                arr.set(id, zero, 0)
+                    .map_err(map_err(names::BACKEND_STATS))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the conntrack timeouts of `l4` into the settings map and remembers the
+    /// `ipip` sources for the next [`DataPlane::sync`].
+    pub fn configure_l4(&mut self, l4: &L4Config) -> Result<(), DataPlaneError> {
+        self.l4 = l4.clone();
+        self.write_settings(Settings {
+            tcp_timeout_ns: l4.tcp_timeout.as_nanos().min(u64::MAX.into()) as u64,
+            udp_timeout_ns: l4.udp_timeout.as_nanos().min(u64::MAX.into()) as u64,
+            ..Default::default()
+        })
+    }
+
+    /// The id (stats index) of a VIP, if it is in the maps.
+    pub fn vip_id(&self, key: &VipKey) -> Option<u32> {
+        self.vip_ids.get(key).copied()
+    }
+
+    /// The backend index of an address, if it is in the maps.
+    pub fn backend_id(&self, addr: IpAddr) -> Option<u32> {
+        self.backend_ids.get(&addr).copied()
+    }
+
+    /// Per-backend counters summed over CPUs.
+    pub fn backend_stats(&self, id: u32) -> Result<BackendStats, DataPlaneError> {
+        let map = self
+            .ebpf
+            .map(names::BACKEND_STATS)
+            .ok_or(DataPlaneError::MissingMap(names::BACKEND_STATS))?;
+        let arr: PerCpuArray<&MapData, BackendStats> =
+            map.try_into().map_err(map_err(names::BACKEND_STATS))?;
+        stats::sum_backend(&arr, id).map_err(map_err(names::BACKEND_STATS))
+    }
+}
+
+/// Fills the `ipip` outer source fields of a VIP's meta.
+fn meta_encap(meta: &mut VipMeta, svc: &Service, l4: &L4Config) {
+    if svc.mode != ServiceMode::Ipip {
+        return;
+    }
+    let host_mask = |len: u8, bits: u8| -> u32 {
+        let host = bits.saturating_sub(len).min(32);
+        if host == 0 {
+            0
+        } else if host == 32 {
+            u32::MAX
+        } else {
+            (1u32 << host) - 1
+        }
+    };
+    match svc.vip.addr {
+        IpAddr::V4(_) => {
+            if let Some((a, len)) = l4.ipip_source_v4 {
+                meta.encap_src = maglev::wire_addr(IpAddr::V4(a));
+                meta.encap_host_mask = host_mask(len, 32);
+            }
+        }
+        IpAddr::V6(_) => {
+            if let Some((a, len)) = l4.ipip_source_v6 {
+                meta.encap_src = a.octets();
+                meta.encap_host_mask = host_mask(len, 128);
+            }
+        }
+    }
+}
