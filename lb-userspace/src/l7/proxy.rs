@@ -407,7 +407,7 @@ impl Proxy {
 
     async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: Arc<ConnInfo>,
     ) -> Response<ResponseBody> {
         let start = Instant::now();
@@ -435,6 +435,13 @@ impl Proxy {
             rec.termination[1] = 'R';
             return self.local(400, client_h1, rec, start, conn.scan.clone());
         }
+
+        // HTTP/1.1 Upgrade (WebSocket): the protocol is forwarded and, on 101, both
+        // connections are handed over to a byte tunnel (HAProxy's tunnel mode).
+        let upgrade = (req.version() == Version::HTTP_11)
+            .then(|| upgrade_protocol(req.headers()))
+            .flatten();
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
         let states = self.states.snapshot();
@@ -473,6 +480,12 @@ impl Proxy {
             self.service.forwardfor,
             self.service.httpclose,
         );
+        if let Some(proto) = &upgrade {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, proto.clone());
+        }
         let up_req = Request::from_parts(
             parts,
             RequestBody {
@@ -486,7 +499,7 @@ impl Proxy {
         let outcome = self
             .forward(up_req, persistent, conn.peer.ip(), &mut rec)
             .await;
-        let (idx, resp, direct, slot, inflight) = match outcome {
+        let (idx, mut resp, direct, slot, inflight) = match outcome {
             Ok(x) => x,
             Err(f) => {
                 let (status, t) = match f {
@@ -508,10 +521,17 @@ impl Proxy {
             }
         };
 
+        let tunnel = match client_upgrade {
+            Some(c) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some((c, hyper::upgrade::on(&mut resp)))
+            }
+            _ => None,
+        };
         let (mut rparts, rbody) = resp.into_parts();
         let status = rparts.status.as_u16();
         self.stats.counters.count_status(status);
         self.stats.servers[idx].counters.count_status(status);
+        let server_proto = rparts.headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut rparts.headers);
 
         if let (Some(cfg), Some(reqck)) = (&self.service.cookie, &ck) {
@@ -561,14 +581,35 @@ impl Proxy {
             }
             rec.termination[3] = out.status.letter();
         }
+        rparts.version = Version::HTTP_11;
+        rec.status = status;
+        rec.server = Some(self.service.servers[idx].name.clone());
+        if let Some((client_up, server_up)) = tunnel {
+            rparts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(p) = server_proto.or(upgrade) {
+                rparts.headers.insert(header::UPGRADE, p);
+            }
+            let fin = Finish {
+                proxy: self.clone(),
+                rec,
+                start,
+                inflight: Some(inflight),
+                _slot: slot,
+                scan: None,
+            };
+            // The response body of a 101 is empty; hyper hands the client connection
+            // over once the head is written, and the tunnel logs when it closes.
+            drop(rbody);
+            tokio::spawn(run_tunnel(client_up, server_up, fin));
+            return Response::from_parts(rparts, ResponseBody::empty());
+        }
         if close_client {
             rparts
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        rparts.version = Version::HTTP_11;
-        rec.status = status;
-        rec.server = Some(self.service.servers[idx].name.clone());
         let body = ResponseBody {
             inner: Some(rbody),
             full: None,
@@ -734,10 +775,12 @@ impl Proxy {
         t: &Timeouts,
     ) -> Result<Response<Incoming>, Failure> {
         let pool = &self.pools[idx];
+        // A connection carrying an Upgrade becomes a tunnel: never back to the pool.
+        let poolable = !self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
         loop {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    if !self.service.httpclose {
+                    if poolable {
                         pool.put(sender);
                     }
                     return Ok(resp);
@@ -912,7 +955,7 @@ impl Pool {
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = conn.with_upgrades().await {
                 tracing::trace!(%addr, error = %e, "server connection closed");
             }
         });
@@ -1003,6 +1046,17 @@ pub struct ResponseBody {
 }
 
 impl ResponseBody {
+    fn empty() -> Self {
+        ResponseBody {
+            inner: None,
+            full: None,
+            bytes: 0,
+            stats: None,
+            server: None,
+            finish: None,
+        }
+    }
+
     fn full(b: Bytes) -> Self {
         ResponseBody {
             inner: None,
@@ -1076,22 +1130,95 @@ impl Drop for ResponseBody {
                 f.rec.termination[0] = 'C';
                 f.rec.termination[1] = 'D';
             }
-            f.rec.bytes = self.bytes;
-            f.rec.t_active = i64::try_from(f.start.elapsed().as_millis()).unwrap_or(i64::MAX);
-            if let Some(g) = f.inflight.take() {
-                f.rec.srv_conn = f
-                    .proxy
-                    .stats
-                    .servers
-                    .get(g.0)
-                    .map_or(0, |s| s.counters.cur.load(Relaxed));
-                // Releases the server's in-flight count taken in `forward`.
-                drop(g);
-            }
-            f.proxy.sink.log(&f.rec);
-            if let Some(scan) = f.scan.take() {
-                scan.resume();
-            }
+            f.done(self.bytes);
         }
     }
+}
+
+impl Finish {
+    /// The exchange is over: fill in the totals, release the server, write the log line.
+    fn done(mut self, bytes: u64) {
+        self.rec.bytes = bytes;
+        self.rec.t_active = i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        if let Some(g) = self.inflight.take() {
+            self.rec.srv_conn = self
+                .proxy
+                .stats
+                .servers
+                .get(g.0)
+                .map_or(0, |s| s.counters.cur.load(Relaxed));
+            // Releases the server's in-flight count taken in `forward`.
+            drop(g);
+        }
+        self.proxy.sink.log(&self.rec);
+        if let Some(scan) = self.scan.take() {
+            scan.resume();
+        }
+    }
+}
+
+/// The protocol a request asks to switch to: an `Upgrade` header together with the
+/// `upgrade` token in `Connection` (RFC 9110 7.8); anything else is a plain request.
+fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
+    let asked = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !asked {
+        return None;
+    }
+    h.get(header::UPGRADE).filter(|v| !v.is_empty()).cloned()
+}
+
+/// Carries bytes both ways between an upgraded client and server connection (each
+/// still under its inactivity timeout) and logs the request, status 101, when the
+/// tunnel closes, with the bytes sent to the client, as HAProxy does.
+async fn run_tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    server: hyper::upgrade::OnUpgrade,
+    mut fin: Finish,
+) {
+    let stats = fin.proxy.stats.clone();
+    let (c, s) = tokio::join!(client, server);
+    let (mut c, mut s) = match (c, s) {
+        (Ok(c), Ok(s)) => (TokioIo::new(c), TokioIo::new(s)),
+        (c, s) => {
+            if let Err(e) = &c {
+                tracing::debug!(service = %fin.proxy.service.name, error = %e, "client upgrade failed");
+                fin.rec.termination[..2].copy_from_slice(&['C', 'D']);
+            }
+            if let Err(e) = &s {
+                tracing::debug!(service = %fin.proxy.service.name, error = %e, "server upgrade failed");
+                fin.rec.termination[..2].copy_from_slice(&['S', 'D']);
+            }
+            stats.tunnel_failures.fetch_add(1, Relaxed);
+            fin.done(0);
+            return;
+        }
+    };
+    let t = &stats.tunnels;
+    t.open();
+    let r = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+    t.close();
+    let down = match r {
+        Ok((up, down)) => {
+            t.bytes_in.fetch_add(up, Relaxed);
+            t.bytes_out.fetch_add(down, Relaxed);
+            down
+        }
+        Err(e) => {
+            // copy_bidirectional does not say which side failed; a timeout is the
+            // usual cause, and the client side is the one HAProxy blames for it.
+            fin.rec.termination[..2].copy_from_slice(if is_io_timeout(&e) {
+                &['c', 'D']
+            } else {
+                &['C', 'D']
+            });
+            tracing::debug!(service = %fin.proxy.service.name, error = %e, "tunnel ended with error");
+            0
+        }
+    };
+    fin.done(down);
 }

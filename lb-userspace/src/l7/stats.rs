@@ -79,6 +79,11 @@ pub struct ServiceStats {
     pub requests: AtomicU64,
     /// Requests answered 503 because no server was usable or the queue timed out.
     pub no_server: AtomicU64,
+    /// Upgraded connections (WebSocket) relayed as byte tunnels: `cur`/`max`/`total`
+    /// tunnels, `bytes_in` client to server, `bytes_out` server to client.
+    pub tunnels: Counters,
+    /// Upgrades answered 101 by the server whose tunnel could not be set up.
+    pub tunnel_failures: AtomicU64,
     /// Per server, in config order.
     pub servers: Vec<ServerStats>,
 }

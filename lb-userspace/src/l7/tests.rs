@@ -624,3 +624,96 @@ async fn request_body_is_forwarded_and_counted() {
     assert_eq!(p.stats.counters.bytes_in.load(Relaxed), 10_000);
     assert!(p.stats.counters.bytes_out.load(Relaxed) > 0);
 }
+
+/// A real WebSocket echo server (tungstenite): echoes text and binary messages.
+async fn ws_echo_backend() -> SocketAddr {
+    use futures_util::{SinkExt, StreamExt};
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind ws");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn websocket_echo_is_tunnelled_both_ways() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let be = ws_echo_backend().await;
+    let p = start(service(vec![server("webA", be, "A")]));
+    let url = format!("ws://{}/chat", p.addr);
+    let (mut ws, resp) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("in time")
+        .expect("websocket handshake through the proxy");
+    assert_eq!(resp.status().as_u16(), 101);
+    assert_eq!(p.stats.tunnels.cur.load(Relaxed), 1);
+    for i in 0..3 {
+        let text = format!("hello {i}");
+        ws.send(Message::text(text.clone())).await.expect("send");
+        let m = tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("echo in time")
+            .expect("open")
+            .expect("message");
+        assert_eq!(m.into_text().expect("text").as_str(), text);
+    }
+    // Larger than any single buffer on the way: exercises partial reads and writes.
+    let big = vec![0x5au8; 200_000];
+    ws.send(Message::binary(big.clone())).await.expect("send");
+    let m = tokio::time::timeout(STEP, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(m.into_data().as_ref(), &big[..]);
+    ws.close(None).await.expect("close");
+    drop(ws);
+    let deadline = Instant::now() + STEP;
+    while p.stats.tunnels.cur.load(Relaxed) != 0 || p.log.lines().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "tunnel not closed: {:?}",
+            p.log.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(p.stats.tunnels.total.load(Relaxed), 1);
+    assert!(p.stats.tunnels.bytes_out.load(Relaxed) > 200_000);
+    assert!(p.stats.tunnels.bytes_in.load(Relaxed) > 200_000);
+    let lines = p.log.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains(" webfarm/webA "), "{lines:?}");
+    assert!(lines[0].contains(" 101 "), "{lines:?}");
+    assert!(lines[0].contains("\"GET /chat HTTP/1.1\""), "{lines:?}");
+    // The in-flight count of the server was held for the tunnel's life, then released.
+    assert_eq!(p.stats.servers[0].counters.cur.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn upgrade_refused_by_server_is_a_plain_response() {
+    let p = start(service(two_backends().await));
+    let r = get(
+        p.addr,
+        "/",
+        &[("connection", "Upgrade"), ("upgrade", "websocket")],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // The server saw the upgrade request (it just did not accept it).
+    assert!(r.body.contains("upgrade: websocket"), "{}", r.body);
+    assert_eq!(p.stats.tunnels.total.load(Relaxed), 0);
+}
