@@ -10,7 +10,7 @@ PACKAGES=(
   rustc-web cargo-web libstd-rust-web-dev-bpf
   llvm-22-dev libpolly-22-dev libclang-22-dev clang-22
   bpftool iproute2 ethtool nftables curl procps psmisc
-  haproxy keepalived wrk
+  haproxy keepalived nginx-light wrk nghttp2-client
 )
 BPF_LINKER_VERSION=0.13.0
 
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # The peers are test tools, not services of this machine.
-  for svc in haproxy keepalived; do
+  for svc in haproxy keepalived nginx; do
     systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
     pkill -x "$svc" >/dev/null 2>&1 || true
   done
