@@ -31,7 +31,8 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Validate a config file without touching the system (exit 0 valid, 1 invalid).
+    /// Validate a config file without touching the system; warnings go to stderr.
+    /// Exit 0 valid (even with warnings), 1 invalid or unreadable, 2 usage error.
     Check {
         /// The TOML config file.
         #[arg(short, long)]
@@ -120,6 +121,9 @@ fn run_daemon(config: PathBuf) -> anyhow::Result<()> {
 
 fn check(path: PathBuf) -> anyhow::Result<()> {
     let cfg = config::load(&path)?;
+    for w in cfg.warnings() {
+        eprintln!("lb: warning: {}: {w}", path.display());
+    }
     println!(
         "{}: OK ({} service{}, interface {})",
         path.display(),

@@ -2,6 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
+// Typo suggestions belong to error reporting; the module also holds `Config::warnings`.
+#[path = "suggest.rs"]
+mod suggest;
+
 /// Why a config file was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -49,7 +53,7 @@ impl ConfigError {
             path: path.to_path_buf(),
             line,
             column,
-            message: err.message().trim().to_string(),
+            message: suggest::with_suggestion(err.message().trim()),
         }
     }
 
@@ -67,7 +71,7 @@ impl ConfigError {
             line,
             column,
             key: key.into(),
-            message: message.into(),
+            message: suggest::with_suggestion(&message.into()),
         }
     }
 }
