@@ -6,6 +6,7 @@
 pub mod config;
 pub mod dataplane;
 pub mod maglev;
+pub mod netlink_addr;
 pub mod neigh;
 pub mod preflight;
 pub mod run;

@@ -38,6 +38,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the VRRP state and drop counters of each `[[vrrp]]` instance of a running daemon.
+    VrrpStatus {
+        /// The TOML config file of the instance.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Print per-VIP packet and byte counters and drop counters from the pinned maps.
     Stats {
         /// The TOML config file of the instance.
@@ -89,6 +95,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run_daemon(config),
         Command::Check { config } => check(config),
         Command::Stats { config } => print_stats(config),
+        Command::VrrpStatus { config } => vrrp_status(config),
         Command::Decap {
             interface,
             vip,
@@ -277,5 +284,14 @@ fn explain(
             svc.name, pick.hash, pick.slot, svc.table_size
         ),
     }
+    Ok(())
+}
+
+fn vrrp_status(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::load(&path)?;
+    let file = lb::vrrp::status_path(&cfg.instance);
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("no VRRP status at {} (is `lb run` running with [[vrrp]]?)", file.display()))?;
+    print!("{text}");
     Ok(())
 }

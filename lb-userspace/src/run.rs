@@ -4,6 +4,7 @@ use crate::{
     config::{self, Config, ConfigError},
     dataplane::{self, DataPlane, DataPlaneError},
     preflight::{self, PreflightError},
+    vrrp::{self, Role, VrrpError},
 };
 use std::{net::IpAddr, path::Path, time::Duration};
 use tokio::signal::unix::{signal, SignalKind};
@@ -24,6 +25,9 @@ pub enum RunError {
     /// Loading, pinning, writing maps or attaching failed.
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
+    /// VRRP membership could not start.
+    #[error(transparent)]
+    Vrrp(#[from] VrrpError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -107,6 +111,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let mut dp = prepare(&config)?;
+    if !config.vrrp.is_empty() {
+        return serve_with_membership(&config, dp, &mut term, &mut int).await;
+    }
     let mode = dp.attach(
         &config.xdp.interface,
         config.xdp.mode,
@@ -140,5 +147,125 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     // Dropping the program detaches it; pinned maps stay for the next start.
     drop(dp);
     info!(interface = %config.xdp.interface, "XDP detached");
+    Ok(())
+}
+
+/// With `[[vrrp]]` instances: XDP is attached while at least one instance is MASTER and
+/// detached when none is (each instance adds and removes its own VIPs). Detaching drops
+/// the program; it is loaded again at once in the background, unattached, so the next
+/// takeover only pays for the attach. The maps stay pinned throughout, so conntrack and
+/// counters survive. The first SIGTERM/SIGINT stops gracefully (a master hands over
+/// before it lets go of its VIPs); a second one stops at once.
+async fn serve_with_membership(
+    config: &Config,
+    dp: DataPlane,
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) -> Result<(), RunError> {
+    type Reload = tokio::task::JoinHandle<Result<DataPlane, RunError>>;
+    let (tx, mut events) = tokio::sync::mpsc::channel(16);
+    let status = vrrp::status_path(&config.instance);
+    let mut members = vrrp::Membership::start(&config.vrrp, Some(status), tx).await?;
+    info!(instance = %config.instance, instances = config.vrrp.len(), "VRRP membership started");
+    // L4 VIPs must be in XDP's hands before the VIP appears (the local stack would reset
+    // their flows); other VIPs are answered by the stack anyway, so their takeover does
+    // not wait for the attach (~15 ms on veth).
+    let xdp_first = config.services.iter().any(|s| s.mode.is_l4());
+    let mut dp = Some(dp);
+    let mut reloading: Option<Reload> = None;
+    let mut attached = false;
+    let mut masters = std::collections::HashSet::new();
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                let mut done = Some(ev.done);
+                match ev.role {
+                    Role::Master => {
+                        masters.insert(ev.instance);
+                        if !xdp_first {
+                            if let Some(d) = done.take() {
+                                let _ = d.send(());
+                            }
+                        }
+                        if !attached {
+                            if let Some(r) = reloading.take() {
+                                match r.await {
+                                    Ok(Ok(d)) => dp = Some(d),
+                                    Ok(Err(e)) => tracing::error!("reloading XDP: {e}"),
+                                    Err(e) => tracing::error!("XDP reload task: {e}"),
+                                }
+                            }
+                            // Loading and attaching block for milliseconds (veth waits for
+                            // an RCU grace period): a blocking thread keeps them away from
+                            // the instance tasks.
+                            let cfg = config.clone();
+                            let taken = dp.take();
+                            let job = tokio::task::spawn_blocking(move || {
+                                let mut d = match taken {
+                                    Some(d) => d,
+                                    None => prepare(&cfg)?,
+                                };
+                                let x = &cfg.xdp;
+                                let mode = d.attach(&x.interface, x.mode, x.generic_fallback);
+                                Ok::<_, RunError>((d, mode))
+                            });
+                            match job.await {
+                                Ok(Ok((d, Ok(mode)))) => {
+                                    dp = Some(d);
+                                    attached = true;
+                                    info!(interface = %config.xdp.interface, mode = mode.as_str(), "XDP attached (MASTER)");
+                                }
+                                Ok(Ok((d, Err(e)))) => {
+                                    dp = Some(d);
+                                    tracing::error!("XDP attach on takeover: {e}");
+                                }
+                                Ok(Err(e)) => tracing::error!("reloading XDP: {e}"),
+                                Err(e) => tracing::error!("XDP attach task: {e}"),
+                            }
+                        }
+                    }
+                    Role::Backup => {
+                        masters.remove(&ev.instance);
+                        if attached && masters.is_empty() {
+                            let taken = dp.take();
+                            let _ = tokio::task::spawn_blocking(move || drop(taken)).await;
+                            attached = false;
+                            info!(interface = %config.xdp.interface, "XDP detached (no instance is MASTER)");
+                            if !stopping {
+                                let cfg = config.clone();
+                                reloading = Some(tokio::task::spawn_blocking(move || prepare(&cfg)));
+                            }
+                        }
+                    }
+                }
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            }
+            _ = term.recv() => {
+                if stopping { members.abort(); break; }
+                info!(signal = "SIGTERM", "stopping: handing over");
+                stopping = true;
+                members.stop();
+            }
+            _ = int.recv() => {
+                if stopping { members.abort(); break; }
+                info!(signal = "SIGINT", "stopping: handing over");
+                stopping = true;
+                members.stop();
+            }
+            r = members.join_next(), if stopping => {
+                if r.is_none() { break; }
+            }
+        }
+    }
+    members.finish();
+    if let Some(r) = reloading {
+        r.abort();
+    }
+    drop(dp);
+    info!(interface = %config.xdp.interface, "stopped");
     Ok(())
 }

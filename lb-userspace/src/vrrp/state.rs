@@ -37,6 +37,8 @@ pub enum State {
     Master,
     /// Shutting down as master: priority 0 sent, still serving until a successor speaks.
     Stopping,
+    /// The interface is down: not participating until it comes back (keepalived's FAULT).
+    Fault,
 }
 
 impl State {
@@ -47,6 +49,7 @@ impl State {
             State::Backup => "BACKUP",
             State::Master => "MASTER",
             State::Stopping => "STOPPING",
+            State::Fault => "FAULT",
         }
     }
 }
@@ -187,7 +190,7 @@ impl Machine {
     /// A validated advert for our VRID arrived.
     pub fn on_advert(&mut self, now: Instant, heard: Heard) -> Vec<Action> {
         match self.state {
-            State::Initialize => Vec::new(),
+            State::Initialize | State::Fault => Vec::new(),
             State::Backup => {
                 if heard.priority == 0 {
                     // The master is leaving: take over after our skew only.
@@ -241,12 +244,40 @@ impl Machine {
                 vec![Action::SendAdvert(0)]
             }
             State::Stopping => Vec::new(),
-            State::Backup | State::Initialize => {
+            State::Backup | State::Initialize | State::Fault => {
                 self.state = State::Initialize;
                 self.master_down_at = None;
                 vec![Action::Stopped]
             }
         }
+    }
+
+    /// The interface lost its link: stop taking part, and let go of the addresses if we
+    /// held them (they are unreachable through a dead link anyway).
+    pub fn link_down(&mut self) -> Vec<Action> {
+        let was = self.state;
+        if matches!(was, State::Initialize | State::Fault) {
+            return Vec::new();
+        }
+        self.state = State::Fault;
+        self.master_down_at = None;
+        self.adver_at = None;
+        self.stop_at = None;
+        self.preempt_at = None;
+        match was {
+            State::Master => vec![Action::BecomeBackup],
+            State::Stopping => vec![Action::Stopped],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The link is back: start over as at startup.
+    pub fn link_up(&mut self, now: Instant) -> Vec<Action> {
+        if self.state != State::Fault {
+            return Vec::new();
+        }
+        self.state = State::Initialize;
+        self.startup(now)
     }
 
     /// Whether `heard` makes a master step down: higher priority, or equal priority from a
@@ -275,9 +306,11 @@ impl Machine {
         self.preempt_at = None;
         self.master_adver_interval = self.params.advert_interval;
         self.adver_at = Some(now + self.params.advert_interval);
+        // Take the addresses before telling the others: a stopping master lets go as soon
+        // as it hears us, and the clients must already have been told where the VIP is.
         vec![
-            Action::SendAdvert(self.params.priority),
             Action::BecomeMaster,
+            Action::SendAdvert(self.params.priority),
         ]
     }
 
@@ -348,7 +381,7 @@ mod tests {
         let mut owner = Machine::new(params(255, 1));
         assert_eq!(
             owner.startup(t),
-            vec![Action::SendAdvert(255), Action::BecomeMaster]
+            vec![Action::BecomeMaster, Action::SendAdvert(255)]
         );
         assert_eq!(owner.state(), State::Master);
         let mut b = Machine::new(params(100, 2));
@@ -373,7 +406,7 @@ mod tests {
         assert!(m.on_timer(down - MS).is_empty());
         assert_eq!(
             m.on_timer(down),
-            vec![Action::SendAdvert(100), Action::BecomeMaster]
+            vec![Action::BecomeMaster, Action::SendAdvert(100)]
         );
         assert_eq!(m.on_timer(down + 100 * MS), vec![Action::SendAdvert(100)]);
         assert_eq!(m.deadline(), Some(down + 200 * MS));
@@ -407,7 +440,7 @@ mod tests {
         assert_eq!(m.deadline(), Some(t + 10 * MS + m.skew_time()));
         assert_eq!(
             m.on_timer(t + 10 * MS + m.skew_time()),
-            vec![Action::SendAdvert(100), Action::BecomeMaster]
+            vec![Action::BecomeMaster, Action::SendAdvert(100)]
         );
     }
 
@@ -484,7 +517,7 @@ mod tests {
         }
         assert_eq!(p.deadline(), Some(t + p.master_down_interval()));
         assert_eq!(
-            p.on_timer(t + p.master_down_interval())[1],
+            p.on_timer(t + p.master_down_interval())[0],
             Action::BecomeMaster
         );
 
@@ -573,6 +606,23 @@ mod tests {
         assert_eq!(m.shutdown(t), vec![Action::Stopped]);
         assert_eq!(m.deadline(), None);
         assert!(m.on_advert(t, heard(200, 3)).is_empty());
+    }
+
+    #[test]
+    fn link_down_releases_and_link_up_restarts() {
+        let t = Instant::now();
+        let mut m = Machine::new(params(150, 2));
+        m.startup(t);
+        m.on_timer(t + m.master_down_interval());
+        assert_eq!(m.link_down(), vec![Action::BecomeBackup]);
+        assert_eq!(m.state(), State::Fault);
+        assert_eq!(m.deadline(), None);
+        assert!(m.on_advert(t, heard(200, 3)).is_empty());
+        assert_eq!(
+            m.link_up(t + Duration::from_secs(2)),
+            vec![Action::BecomeBackup]
+        );
+        assert_eq!(m.state(), State::Backup);
     }
 
     #[test]

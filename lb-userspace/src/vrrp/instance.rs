@@ -1,0 +1,417 @@
+//! One virtual router instance as a tokio task: the state machine wired to its sockets,
+//! netlink, announcements, the daemon's data plane (through [`RoleEvent`]s) and `notify`.
+
+use super::{
+    announce::Announcer,
+    iface::{self, Iface},
+    packet::{self, Advert, RxPolicy},
+    socket::VrrpSocket,
+    state::{Action, Heard, Machine, Params, State},
+    status::{InstanceStatus, StatusBoard},
+    Role, RoleEvent, VrrpError,
+};
+use crate::{config::VrrpConfig, netlink_addr::AddrHandle};
+use std::{net::IpAddr, sync::Arc, time::Duration};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    time::Instant,
+};
+use tracing::{debug, info, warn};
+
+/// How often the link state of the interface is polled (FAULT detection).
+const LINK_POLL: Duration = Duration::from_millis(100);
+/// How long a transition waits for the daemon to attach or detach XDP.
+const ROLE_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a stopping master keeps the VIP after its successor spoke, at most: long
+/// enough for the successor's announcements to reach the clients.
+const STOP_LINGER_MAX: Duration = Duration::from_millis(100);
+
+/// Everything an instance task owns.
+pub(super) struct Instance {
+    pub cfg: VrrpConfig,
+    pub iface: Iface,
+    pub sock: VrrpSocket,
+    pub announcer: Announcer,
+    pub addrs: AddrHandle,
+    pub events: mpsc::Sender<RoleEvent>,
+    pub stop: watch::Receiver<bool>,
+    pub board: Arc<StatusBoard>,
+}
+
+impl Instance {
+    /// Opens the sockets for `cfg`; waits up to `wait` for the interface's primary address
+    /// (an IPv6 link-local address appears a moment after the link comes up).
+    pub(super) async fn open(
+        cfg: VrrpConfig,
+        addrs: AddrHandle,
+        events: mpsc::Sender<RoleEvent>,
+        stop: watch::Receiver<bool>,
+        board: Arc<StatusBoard>,
+        wait: Duration,
+    ) -> Result<Self, VrrpError> {
+        let vip_addrs: Vec<IpAddr> = cfg.vips.iter().map(|v| v.addr).collect();
+        let deadline = Instant::now() + wait;
+        let (iface, src) = loop {
+            let iface = iface::read(&cfg.interface)
+                .map_err(|e| VrrpError::Interface {
+                    interface: cfg.interface.clone(),
+                    source: e,
+                })?
+                .ok_or_else(|| VrrpError::NoInterface(cfg.interface.clone()))?;
+            if let Some(src) = iface.primary(cfg.is_ipv6(), &vip_addrs) {
+                break (iface, src);
+            }
+            if Instant::now() >= deadline {
+                return Err(VrrpError::NoPrimary {
+                    interface: cfg.interface.clone(),
+                    ipv6: cfg.is_ipv6(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let sock = VrrpSocket::open(&iface, src, &cfg.unicast_peers)?;
+        let announcer = Announcer::new(&iface, &vip_addrs)?;
+        Ok(Self {
+            cfg,
+            iface,
+            sock,
+            announcer,
+            addrs,
+            events,
+            stop,
+            board,
+        })
+    }
+
+    /// Runs until a graceful stop has completed.
+    pub(super) async fn run(mut self) {
+        let params = Params {
+            priority: self.cfg.priority,
+            advert_interval: self.cfg.advert_interval,
+            preempt: self.cfg.preempt,
+            preempt_delay: self.cfg.preempt_delay,
+            primary: self.sock.src(),
+        };
+        let mut status = InstanceStatus::new(&self.cfg, self.sock.src());
+        let mut m = Machine::new(params);
+        let vips: Vec<IpAddr> = self.cfg.vips.iter().map(|v| v.addr).collect();
+        let own: Vec<IpAddr> = self.iface.addrs.clone();
+        let mut held = false;
+        let mut stopping = false;
+        let mut link_up = link_running(&self.cfg.interface);
+        let mut link_poll = tokio::time::interval(LINK_POLL);
+        let mut refresh = self.cfg.garp_refresh.map(|d| {
+            let mut i = tokio::time::interval_at(Instant::now() + d, d);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        info!(
+            instance = %self.cfg.name, vrid = self.cfg.vrid, priority = self.cfg.priority,
+            interface = %self.cfg.interface, src = %self.sock.src(),
+            interval_ms = self.cfg.advert_interval.as_millis() as u64, "VRRP instance starting"
+        );
+        let first = if link_up {
+            m.startup(now())
+        } else {
+            Vec::new()
+        };
+        let mut done = self.apply(&mut m, first, &mut held, &mut status).await;
+        if !link_up {
+            status.state = State::Fault;
+            status.transitions += 1;
+            self.board.update(&status, true);
+            warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface down: FAULT");
+        }
+        while !done {
+            let deadline = m.deadline().map(Instant::from_std);
+            let actions = tokio::select! {
+                biased;
+                _ = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    info!(instance = %self.cfg.name, state = m.state().as_str(), "stopping");
+                    m.shutdown(now())
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let late = deadline.map(|d| d.elapsed()).unwrap_or_default();
+                    if late > Duration::from_millis(5) {
+                        debug!(instance = %self.cfg.name, late_us = late.as_micros() as u64, "timer fired late");
+                    }
+                    m.on_timer(now())
+                }
+                _ = link_poll.tick() => {
+                    let up = link_running(&self.cfg.interface);
+                    if up == link_up {
+                        continue;
+                    }
+                    link_up = up;
+                    if up {
+                        info!(instance = %self.cfg.name, "interface up: leaving FAULT");
+                        if stopping { vec![Action::Stopped] } else { m.link_up(now()) }
+                    } else {
+                        warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface down: FAULT");
+                        let a = m.link_down();
+                        status.state = State::Fault;
+                        status.transitions += 1;
+                        self.board.update(&status, true);
+                        a
+                    }
+                }
+                _ = tick(&mut refresh), if held && refresh.is_some() => {
+                    if let Err(e) = self.announcer.announce(&vips) {
+                        debug!(instance = %self.cfg.name, "GARP refresh: {e}");
+                    }
+                    continue;
+                }
+                r = self.sock.recv() => match r {
+                    Err(e) => {
+                        debug!(instance = %self.cfg.name, "VRRP receive: {e}");
+                        continue;
+                    }
+                    Ok(Err(reason)) => {
+                        status.count_drop(&reason);
+                        self.board.update(&status, false);
+                        continue;
+                    }
+                    Ok(Ok((meta, payload))) => {
+                        let policy = RxPolicy {
+                            vrid: self.cfg.vrid,
+                            priority: self.cfg.priority,
+                            peers: &self.cfg.unicast_peers,
+                            own: &own,
+                        };
+                        match packet::check(&payload, &meta, &policy) {
+                            Err(reason) => {
+                                if !matches!(reason, packet::DropReason::Vrid(_)) {
+                                    debug!(instance = %self.cfg.name, src = %meta.src, "advert dropped: {reason}");
+                                }
+                                status.count_drop(&reason);
+                                self.board.update(&status, false);
+                                continue;
+                            }
+                            Ok(adv) => {
+                                status.rx += 1;
+                                status.last_heard = Some((meta.src, adv.priority));
+                                self.board.update(&status, false);
+                                let heard = Heard {
+                                    priority: adv.priority,
+                                    interval: Duration::from_millis(u64::from(adv.interval_cs) * 10),
+                                    src: meta.src,
+                                };
+                                m.on_advert(now(), heard)
+                            }
+                        }
+                    }
+                },
+            };
+            done = self.apply(&mut m, actions, &mut held, &mut status).await;
+        }
+        status.state = State::Initialize;
+        self.board.update(&status, true);
+        info!(instance = %self.cfg.name, "VRRP instance stopped");
+    }
+
+    /// Carries out the machine's actions; true once the instance has stopped.
+    async fn apply(
+        &mut self,
+        m: &mut Machine,
+        actions: Vec<Action>,
+        held: &mut bool,
+        status: &mut InstanceStatus,
+    ) -> bool {
+        let mut stopped = false;
+        for a in actions {
+            match a {
+                Action::SendAdvert(priority) => {
+                    let adv = Advert {
+                        vrid: self.cfg.vrid,
+                        priority,
+                        interval_cs: self.cfg.interval_cs(),
+                        addrs: self.cfg.vips.iter().map(|v| v.addr).collect(),
+                    };
+                    match self.sock.send(&adv) {
+                        Ok(()) => {
+                            status.tx += 1;
+                            self.board.update(status, false);
+                        }
+                        Err(e) => {
+                            status.tx_errors += 1;
+                            debug!(instance = %self.cfg.name, "{e}");
+                        }
+                    }
+                }
+                Action::BecomeMaster => {
+                    let t0 = std::time::Instant::now();
+                    self.role(Role::Master).await;
+                    self.take_vips().await;
+                    *held = true;
+                    for _ in 0..self.cfg.garp_count {
+                        if let Err(e) = self.announcer.announce(&status.vips) {
+                            warn!(instance = %self.cfg.name, "{e}");
+                            break;
+                        }
+                    }
+                    info!(
+                        instance = %self.cfg.name, vrid = self.cfg.vrid,
+                        takeover_us = t0.elapsed().as_micros() as u64, "MASTER"
+                    );
+                    self.transition(m, State::Master, status);
+                }
+                Action::BecomeBackup => {
+                    if *held {
+                        self.release_vips().await;
+                        *held = false;
+                    }
+                    self.role(Role::Backup).await;
+                    info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "BACKUP");
+                    self.transition(m, m.state(), status);
+                }
+                Action::Stopped => {
+                    if *held {
+                        let linger = self.cfg.advert_interval.min(STOP_LINGER_MAX);
+                        tokio::time::sleep(linger).await;
+                        self.release_vips().await;
+                        *held = false;
+                    }
+                    self.role(Role::Backup).await;
+                    self.transition(m, State::Initialize, status);
+                    stopped = *self.stop.borrow();
+                }
+            }
+        }
+        stopped
+    }
+
+    fn transition(&self, m: &Machine, state: State, status: &mut InstanceStatus) {
+        status.state = state;
+        status.transitions += 1;
+        status.master_adver_interval = m.master_adver_interval();
+        self.board.update(status, true);
+        if let Some(cmd) = &self.cfg.notify {
+            let name = if state == State::Initialize {
+                "STOP"
+            } else {
+                state.as_str()
+            };
+            notify(cmd, &self.cfg, name);
+        }
+    }
+
+    /// Tells the daemon (XDP attach/detach) and waits, bounded, until it is done.
+    async fn role(&self, role: Role) {
+        let (done, wait) = oneshot::channel();
+        let ev = RoleEvent {
+            instance: self.cfg.name.clone(),
+            role,
+            done,
+        };
+        if self.events.send(ev).await.is_err() {
+            return;
+        }
+        if tokio::time::timeout(ROLE_ACK_TIMEOUT, wait).await.is_err() {
+            warn!(instance = %self.cfg.name, ?role, "data plane did not confirm the role change in time");
+        }
+    }
+
+    async fn take_vips(&self) {
+        for v in &self.cfg.vips {
+            if let Err(e) = self
+                .addrs
+                .add(self.iface.index, &self.cfg.interface, v.addr, v.prefix_len)
+                .await
+            {
+                warn!(instance = %self.cfg.name, "adding VIP {v}: {e}");
+            }
+        }
+    }
+
+    async fn release_vips(&self) {
+        for v in &self.cfg.vips {
+            if let Err(e) = self
+                .addrs
+                .del(self.iface.index, &self.cfg.interface, v.addr, v.prefix_len)
+                .await
+            {
+                warn!(instance = %self.cfg.name, "removing VIP {v}: {e}");
+            }
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(i: &mut Option<tokio::time::Interval>) {
+    match i {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the notify command without waiting for it: `/bin/sh -c CMD` with keepalived's
+/// positional arguments (`INSTANCE name state priority`) and `LB_VRRP_*` variables.
+fn notify(cmd: &str, cfg: &VrrpConfig, state: &str) {
+    let mut c = tokio::process::Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(cmd)
+        .arg("lb-notify")
+        .args(["INSTANCE", &cfg.name, state, &cfg.priority.to_string()])
+        .env("LB_VRRP_INSTANCE", &cfg.name)
+        .env("LB_VRRP_STATE", state)
+        .env("LB_VRRP_VRID", cfg.vrid.to_string())
+        .env("LB_VRRP_PRIORITY", cfg.priority.to_string())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(false);
+    match c.spawn() {
+        Ok(mut child) => {
+            let name = cfg.name.clone();
+            tokio::spawn(async move {
+                match child.wait().await {
+                    Ok(s) if !s.success() => {
+                        warn!(instance = %name, "notify command exited with {s}")
+                    }
+                    Err(e) => warn!(instance = %name, "notify command: {e}"),
+                    _ => {}
+                }
+            });
+        }
+        Err(e) => warn!(instance = %cfg.name, "cannot run notify command: {e}"),
+    }
+}
+
+/// Whether the interface is up with carrier (IFF_UP and IFF_RUNNING).
+fn link_running(name: &str) -> bool {
+    // SAFETY: a plain datagram socket for the ioctl; closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return true; // cannot tell: do not declare a fault
+    }
+    // SAFETY: zeroed ifreq is valid; the name is copied with its length bounded.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req
+        .ifr_name
+        .iter_mut()
+        .zip(name.as_bytes().iter().take(libc::IFNAMSIZ - 1))
+    {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into req.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) };
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    if r != 0 {
+        return false; // gone
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+    flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0
+}

@@ -1,0 +1,464 @@
+//! Shared pieces of the VRRP tests: a lab (client, lb1, lb2 on one bridge), `lb` and
+//! keepalived nodes with the same timers, a tiny HTTP server per node that answers with
+//! the node's name, and a bounded client load that records who answered when.
+//!
+//! Every namespace and process is owned by a value whose `Drop` removes it, so a failing
+//! assertion still cleans up; pinned maps and status files of the `lb` instances are
+//! removed by [`Lab`]'s `Drop`.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use lb_tests::netns::{wait_for, Host, Netns, NsProcess, Topology};
+use lb_tests::require;
+
+/// Port the per-node HTTP servers listen on (inside private namespaces: no collisions).
+pub const HTTP_PORT: u16 = 8080;
+/// Last octet of the VIP in the lab's /24.
+pub const VIP_OCTET: u8 = 99;
+/// Virtual router id used unless a test picks another.
+pub const VRID: u8 = 51;
+
+/// Host indexes in the lab.
+pub const CLIENT: usize = 0;
+/// The higher-priority node.
+pub const LB1: usize = 1;
+/// The lower-priority node.
+pub const LB2: usize = 2;
+
+/// A client, two load balancer nodes, and optionally more hosts, on one bridge.
+pub struct Lab {
+    pub topo: Topology,
+    pub dir: PathBuf,
+    instances: Vec<String>,
+}
+
+impl Lab {
+    /// Builds the topology; `hosts` >= 3.
+    pub fn new(prefix: &str, hosts: usize) -> Result<Lab> {
+        let topo = Topology::builder(prefix).hosts(hosts).build()?;
+        let dir = std::env::temp_dir().join(format!("{}-files", topo.host(LB1).ns().name()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Lab {
+            topo,
+            dir,
+            instances: Vec::new(),
+        })
+    }
+
+    pub fn host(&self, i: usize) -> &Host {
+        self.topo.host(i)
+    }
+
+    pub fn ns(&self, i: usize) -> &Netns {
+        self.topo.host(i).ns()
+    }
+
+    /// The VIP: .99 in the lab's /24.
+    pub fn vip(&self) -> Ipv4Addr {
+        let o = self.host(CLIENT).ipv4().octets();
+        Ipv4Addr::new(o[0], o[1], o[2], VIP_OCTET)
+    }
+
+    /// Starts `python3 -m http.server` in host `i`, answering `GET /node` with `name`.
+    pub fn start_http(&self, i: usize, name: &str) -> Result<NsProcess> {
+        let www = self.dir.join(format!("www{i}"));
+        std::fs::create_dir_all(&www)?;
+        std::fs::write(www.join("node"), name)?;
+        let mut cmd = self.ns(i).command("python3");
+        cmd.args([
+            "-m",
+            "http.server",
+            &HTTP_PORT.to_string(),
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+        ])
+        .arg(&www)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let p = NsProcess::spawn(cmd)?;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, HTTP_PORT));
+        wait_for(
+            || {
+                self.ns(i)
+                    .run(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+                    .unwrap_or(false)
+            },
+            Duration::from_secs(10),
+        )
+        .context("http server did not come up")?;
+        Ok(p)
+    }
+
+    /// Writes an `lb` config for host `i` and starts `lb run` in its namespace.
+    pub fn start_lb(&mut self, i: usize, node: &NodeOpts) -> Result<NsProcess> {
+        let instance = self.ns(i).name().replace('.', "_");
+        let cfg = self.dir.join(format!("lb{i}.toml"));
+        std::fs::write(&cfg, self.lb_config(&instance, node))?;
+        if !self.instances.contains(&instance) {
+            self.instances.push(instance);
+        }
+        let log = std::fs::File::create(self.dir.join(format!("lb{i}.log")))?;
+        let mut cmd = self.ns(i).command_net_only(require::lb_bin())?;
+        cmd.args(["run", "-c"])
+            .arg(&cfg)
+            .env("LB_LOG", "info,lb::vrrp=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        NsProcess::spawn(cmd)
+    }
+
+    /// The `lb` config text for a node.
+    pub fn lb_config(&self, instance: &str, node: &NodeOpts) -> String {
+        let peers: Vec<String> = node
+            .unicast_peers
+            .iter()
+            .map(|p| format!("\"{p}\""))
+            .collect();
+        format!(
+            r#"instance = "{instance}"
+[xdp]
+interface = "eth0"
+
+[[service]]
+name = "web"
+vip = "{vip}"
+port = {HTTP_PORT}
+mode = "pass"
+
+[[vrrp]]
+name = "web"
+interface = "eth0"
+vrid = {vrid}
+priority = {prio}
+advert_interval = "{ms}ms"
+preempt = {preempt}
+vips = ["{vip}/24"]
+unicast_peers = [{peers}]
+"#,
+            vip = self.vip(),
+            vrid = node.vrid,
+            prio = node.priority,
+            ms = node.interval_ms,
+            preempt = node.preempt,
+            peers = peers.join(", "),
+        )
+    }
+
+    /// Writes a keepalived config with the same timers and starts keepalived (VRRP only).
+    pub fn start_keepalived(&self, i: usize, node: &NodeOpts) -> Result<NsProcess> {
+        let d = self.dir.join(format!("ka{i}"));
+        std::fs::create_dir_all(&d)?;
+        let conf = d.join("keepalived.conf");
+        let interval = format!("{}", node.interval_ms as f64 / 1000.0);
+        let nopreempt = if node.preempt { "" } else { "  nopreempt\n" };
+        std::fs::write(
+            &conf,
+            format!(
+                "global_defs {{\n  vrrp_version 3\n  router_id lb{i}\n}}\n\
+                 vrrp_instance web {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {}\n  \
+                 priority {}\n  advert_int {interval}\n{nopreempt}  virtual_ipaddress {{\n    {}/24\n  }}\n}}\n",
+                node.vrid,
+                node.priority,
+                self.vip()
+            ),
+        )?;
+        let log = std::fs::File::create(d.join("keepalived.log"))?;
+        let mut cmd = self.ns(i).command("keepalived");
+        cmd.args(["-n", "-l", "-D", "-P", "-f"])
+            .arg(&conf)
+            .arg("-p")
+            .arg(d.join("keepalived.pid"))
+            .arg("-r")
+            .arg(d.join("vrrp.pid"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        NsProcess::spawn(cmd)
+    }
+
+    /// Whether host `i` has the VIP on eth0.
+    pub fn holds_vip(&self, i: usize) -> bool {
+        let vip = self.vip().to_string();
+        self.ns(i)
+            .exec_stdout(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .map(|s| {
+                s.split_whitespace()
+                    .any(|w| w.split('/').next() == Some(vip.as_str()))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Waits until host `i` holds the VIP.
+    pub fn wait_vip(&self, i: usize, timeout: Duration) -> Result<()> {
+        wait_for(|| self.holds_vip(i), timeout)
+            .with_context(|| format!("host {i} never got the VIP"))
+    }
+
+    /// The status fields of `lb` instance "web" on host `i` (from its status file).
+    pub fn lb_status(&self, i: usize) -> BTreeMap<String, String> {
+        let instance = self.ns(i).name().replace('.', "_");
+        let path = Path::new("/run/lb").join(instance).join("vrrp.status");
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.contains("instance=web"))
+                    .map(parse_line)
+            })
+            .unwrap_or_default()
+    }
+
+    /// A counter from the status, 0 when absent.
+    pub fn lb_counter(&self, i: usize, key: &str) -> u64 {
+        self.lb_status(i)
+            .get(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The log of node `i`'s `lb`, for failure messages.
+    pub fn lb_log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("lb{i}.log"))).unwrap_or_default()
+    }
+
+    /// One GET /node from the client; the node name that answered.
+    pub fn fetch(&self) -> Option<String> {
+        let vip = self.vip();
+        self.ns(CLIENT)
+            .run(move || http_get(vip, Duration::from_secs(1)))
+            .ok()
+            .flatten()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for inst in &self.instances {
+            let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/lb").join(inst));
+            let _ = std::fs::remove_dir_all(Path::new("/run/lb").join(inst));
+        }
+        if std::env::var_os("VRRP_KEEP_FILES").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn parse_line(line: &str) -> BTreeMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Per-node VRRP settings, shared by the `lb` and keepalived configs.
+#[derive(Clone, Debug)]
+pub struct NodeOpts {
+    pub vrid: u8,
+    pub priority: u8,
+    pub interval_ms: u32,
+    pub preempt: bool,
+    pub unicast_peers: Vec<IpAddr>,
+}
+
+impl NodeOpts {
+    pub fn new(priority: u8, interval_ms: u32) -> Self {
+        NodeOpts {
+            vrid: VRID,
+            priority,
+            interval_ms,
+            preempt: true,
+            unicast_peers: Vec::new(),
+        }
+    }
+}
+
+/// `GET /node` over HTTP/1.0 with an overall deadline; the body, or `None` on any failure.
+pub fn http_get(vip: Ipv4Addr, timeout: Duration) -> Option<String> {
+    let start = Instant::now();
+    let addr = SocketAddr::from((vip, HTTP_PORT));
+    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    let left = timeout.checked_sub(start.elapsed())?;
+    s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    s.set_write_timeout(Some(left.max(Duration::from_millis(1))))
+        .ok()?;
+    s.write_all(b"GET /node HTTP/1.0\r\nHost: vip\r\n\r\n")
+        .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf);
+    if !text.starts_with("HTTP/1.0 200") && !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+}
+
+/// One request of a load run.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// When it was sent, from the start of the load.
+    pub sent: Duration,
+    /// When it finished.
+    pub done: Duration,
+    /// Which node answered, or `None` (timeout, reset, refused).
+    pub node: Option<String>,
+}
+
+/// A load in progress: one request every `period`, each in its own thread (so a slow one
+/// never delays the schedule), `count` in all, each with a 1 s deadline.
+pub struct Load {
+    rx: mpsc::Receiver<Vec<Sample>>,
+    pub start: Instant,
+}
+
+impl Load {
+    pub fn start(lab: &Lab, count: usize, period: Duration) -> Result<Load> {
+        let (tx, rx) = mpsc::channel();
+        let vip = lab.vip();
+        let path = lab.ns(CLIENT).path();
+        let start = Instant::now();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(path).expect("open netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace fd changes only this thread (and its children).
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            let (stx, srx) = mpsc::channel();
+            for i in 0..count {
+                let at = start + period * i as u32;
+                if let Some(d) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+                let stx = stx.clone();
+                std::thread::spawn(move || {
+                    let sent = start.elapsed();
+                    let node = http_get(vip, Duration::from_secs(1));
+                    let _ = stx.send(Sample {
+                        sent,
+                        done: start.elapsed(),
+                        node,
+                    });
+                });
+            }
+            drop(stx);
+            let mut all: Vec<Sample> = srx.iter().collect();
+            all.sort_by_key(|s| s.sent);
+            let _ = tx.send(all);
+        });
+        Ok(Load { rx, start })
+    }
+
+    pub fn finish(self) -> Result<Vec<Sample>> {
+        self.rx
+            .recv_timeout(Duration::from_secs(120))
+            .context("load did not finish")
+    }
+}
+
+/// What a failover looked like from the client.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub sent: usize,
+    pub failed: usize,
+    /// First answer from `to` minus last answer from `from` (completion times).
+    pub gap: Option<Duration>,
+    pub answers_from: BTreeMap<String, usize>,
+}
+
+pub fn outcome(samples: &[Sample], from: &str, to: &str) -> Outcome {
+    let last_from = samples
+        .iter()
+        .filter(|s| s.node.as_deref() == Some(from))
+        .map(|s| s.done)
+        .max();
+    let first_to = samples
+        .iter()
+        .filter(|s| s.node.as_deref() == Some(to))
+        .filter(|s| last_from.is_none_or(|l| s.sent >= l.saturating_sub(Duration::from_secs(2))))
+        .map(|s| s.done)
+        .min();
+    let mut answers_from = BTreeMap::new();
+    for s in samples {
+        *answers_from
+            .entry(s.node.clone().unwrap_or_else(|| "FAILED".into()))
+            .or_insert(0) += 1;
+    }
+    Outcome {
+        sent: samples.len(),
+        failed: samples.iter().filter(|s| s.node.is_none()).count(),
+        gap: match (last_from, first_to) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+            _ => None,
+        },
+        answers_from,
+    }
+}
+
+pub fn fmt_gap(g: Option<Duration>) -> String {
+    g.map_or("-".into(), |g| format!("{:.3} s", g.as_secs_f64()))
+}
+
+/// Waits until `lb` instance "web" on host `i` reports `state`.
+pub fn wait_state(lab: &Lab, i: usize, state: &str, timeout: Duration) -> Result<()> {
+    wait_for(
+        || lab.lb_status(i).get("state").map(String::as_str) == Some(state),
+        timeout,
+    )
+    .with_context(|| {
+        format!(
+            "host {i} never reached {state}: status {:?}\nlog:\n{}",
+            lab.lb_status(i),
+            lab.lb_log(i)
+        )
+    })
+}
+
+/// Fails unless the machine can run these tests (root, netns, bpffs, programs).
+pub fn can_run(test: &str, programs: &[&str]) -> bool {
+    if !require::privileged(test) {
+        return false;
+    }
+    programs.iter().all(|p| require::program(p))
+}
+
+/// Samples who holds the VIP every `every` for `dur`; returns the largest number of
+/// simultaneous holders seen and the number of holder changes.
+pub fn watch_holders(lab: &Lab, hosts: &[usize], dur: Duration, every: Duration) -> (usize, usize) {
+    let end = Instant::now() + dur;
+    let mut max = 0;
+    let mut changes = 0;
+    let mut last: Option<Vec<usize>> = None;
+    while Instant::now() < end {
+        let holders: Vec<usize> = hosts
+            .iter()
+            .copied()
+            .filter(|&h| lab.holds_vip(h))
+            .collect();
+        max = max.max(holders.len());
+        if last.as_ref().is_some_and(|l| *l != holders) {
+            changes += 1;
+        }
+        last = Some(holders);
+        std::thread::sleep(every);
+    }
+    (max, changes)
+}
+
+pub fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if !cond {
+        bail!(msg());
+    }
+    Ok(())
+}
