@@ -98,6 +98,13 @@ impl AsyncRead for DeadlineIo {
                     Err(e) => return Poll::Ready(Err(e)),
                 },
                 Poll::Pending => {
+                    if this.scan.as_ref().is_some_and(|s| s.awaiting()) {
+                        // The client is not expected to send anything while its request
+                        // is with the server: `timeout server` governs that wait. The
+                        // timer restarts in full once the response is done.
+                        this.timer = None;
+                        return Poll::Pending;
+                    }
                     let err = ready!(Self::wait(&mut this.timer, this.idle, cx));
                     return Poll::Ready(Err(err));
                 }
@@ -186,6 +193,9 @@ pub const HEAD_SCAN_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub struct HeadScan {
     state: Mutex<ScanState>,
+    /// The whole request was read and the response is not done: client reads must
+    /// not time out (see [`HeadScan::set_awaiting`]).
+    awaiting: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -194,6 +204,10 @@ struct ScanState {
     disabled: bool,
     buf: Vec<u8>,
     conflict: bool,
+    /// When the first byte of the head being read arrived.
+    started: Option<std::time::Instant>,
+    /// Milliseconds from the first byte to the end of the last complete head (`%TR`).
+    head_ms: i64,
 }
 
 impl HeadScan {
@@ -209,6 +223,9 @@ impl HeadScan {
         let mut st = self.lock();
         if st.paused || st.disabled {
             return;
+        }
+        if st.buf.is_empty() && !bytes.is_empty() {
+            st.started = Some(std::time::Instant::now());
         }
         let room = HEAD_SCAN_LIMIT.saturating_sub(st.buf.len());
         st.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -231,6 +248,9 @@ impl HeadScan {
                 te |= l.starts_with(b"transfer-encoding:");
             }
             st.conflict = cl && te;
+            st.head_ms = st.started.take().map_or(0, |t| {
+                i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
+            });
             st.paused = true;
             st.buf.clear();
         } else if st.buf.len() >= HEAD_SCAN_LIMIT {
@@ -244,8 +264,39 @@ impl HeadScan {
         std::mem::take(&mut self.lock().conflict)
     }
 
+    /// Milliseconds the last complete head took from its first byte (HAProxy's `%TR`).
+    pub fn head_ms(&self) -> i64 {
+        self.lock().head_ms
+    }
+
+    /// Milliseconds since the first byte of a head still incomplete, if one is being
+    /// read: a timeout now is HAProxy's 408, while an idle keep-alive connection that
+    /// times out is closed silently.
+    pub fn partial_head_ms(&self) -> Option<i64> {
+        let st = self.lock();
+        if st.paused || st.disabled || st.buf.is_empty() {
+            return None;
+        }
+        st.started
+            .map(|t| i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// The request (head and body) was read completely; until [`HeadScan::resume`] or
+    /// `set_awaiting(false)` the client side's inactivity timeout does not apply to
+    /// reads (HAProxy does not expire a client that waits for a slow server).
+    pub fn set_awaiting(&self, on: bool) {
+        self.awaiting
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the connection waits for the server on behalf of its client.
+    pub fn awaiting(&self) -> bool {
+        self.awaiting.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The current exchange is over; the next bytes start a new head.
     pub fn resume(&self) {
+        self.set_awaiting(false);
         let mut st = self.lock();
         st.paused = false;
         st.buf.clear();

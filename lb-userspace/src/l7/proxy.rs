@@ -189,6 +189,14 @@ async fn handle_connection(
     fe.open();
     let _close = OnDrop(Some(|| proxy.stats.counters.close()));
     let t = proxy.service.timeouts;
+    // `timeout http-request` also bounds the wait for the first byte (hyper's header
+    // timer only starts with it); like HAProxy, a connection that never sent anything
+    // is closed silently (no 408, nothing logged: `option dontlognull`).
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(t.http_request, stream.peek(&mut first)).await {
+        Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return,
+        Ok(Ok(_)) => {}
+    }
     let stream = Arc::new(stream);
     let scan = Arc::new(HeadScan::default());
     let io = TokioIo::new(DeadlineIo::new(stream.clone(), Some(t.client)).with_scan(scan.clone()));
@@ -222,19 +230,56 @@ async fn handle_connection(
         }
     };
     if let Err(e) = res {
-        if is_header_timeout(&*e) && info.requests.load(Relaxed) == 0 {
-            // hyper closes silently; HAProxy answers 408 on a connection's first request.
-            let _ = stream.try_write(&pages::raw_408());
-            proxy.stats.counters.count_status(408);
+        let bad = if is_header_timeout(&*e) {
+            // hyper closes silently; HAProxy answers 408 when part of a request head
+            // came (always the case for the first one: see the peek above), and closes
+            // an idle keep-alive connection without a word.
+            let partial = info.scan.partial_head_ms();
+            (partial.is_some() || info.requests.load(Relaxed) == 0).then(|| {
+                let _ = stream.try_write(&pages::raw_408());
+                let ms = partial
+                    .unwrap_or_else(|| i64::try_from(t.http_request.as_millis()).unwrap_or(0));
+                (408, ['c', 'R'], ms)
+            })
+        } else {
+            // hyper already answered 400/414/431 to a head it could not parse.
+            parse_error_status(&*e).map(|status| {
+                let ms = info.scan.partial_head_ms().unwrap_or(0);
+                (status, ['P', 'R'], ms)
+            })
+        };
+        if let Some((status, term, ms)) = bad {
+            proxy.stats.counters.count_status(status);
             proxy.stats.counters.errors_conn.fetch_add(1, Relaxed);
             let mut rec = proxy.record(peer, SystemTime::now(), String::from("<BADREQ>"));
-            rec.status = 408;
-            rec.termination = ['c', 'R', '-', '-'];
-            rec.t_request = i64::try_from(t.http_request.as_millis()).unwrap_or(i64::MAX);
+            rec.status = status;
+            rec.termination = [term[0], term[1], '-', '-'];
+            rec.t_request = ms;
             proxy.sink.log(&rec);
         }
         tracing::debug!(service = %proxy.service.name, %peer, error = %e, "client connection ended with error");
     }
+}
+
+/// The status hyper sent for a request head it could not parse (its `on_error`).
+fn parse_error_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some(if h.to_string().contains("URI") {
+                    414
+                } else {
+                    431
+                });
+            }
+            if h.is_parse() && !h.is_parse_version_h2() && !h.is_parse_status() {
+                return Some(400);
+            }
+        }
+        cur = err.source();
+    }
+    None
 }
 
 fn is_header_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -300,7 +345,8 @@ type Forwarded = (
 enum Failure {
     NoServer,
     QueueTimeout,
-    Connect,
+    /// The last connection attempt failed; `true` when it timed out (`sC`, else `SC`).
+    Connect(bool),
     ServerTimeout,
     BadResponse,
 }
@@ -426,6 +472,7 @@ impl Proxy {
         // already rejects duplicate/invalid Content-Length and non-chunked TE, and drops
         // Content-Length when both are present, which the head scanner sees).
         let conflict = conn.scan.take_conflict();
+        rec.t_request = conn.scan.head_ms();
         if conflict
             || (req.headers().contains_key(header::TRANSFER_ENCODING)
                 && req.headers().contains_key(header::CONTENT_LENGTH))
@@ -486,12 +533,16 @@ impl Proxy {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, proto.clone());
         }
+        if body.is_end_stream() {
+            conn.scan.set_awaiting(true);
+        }
         let up_req = Request::from_parts(
             parts,
             RequestBody {
                 inner: body,
                 stats: self.stats.clone(),
                 server: None,
+                scan: conn.scan.clone(),
             },
         );
 
@@ -511,7 +562,7 @@ impl Proxy {
                         self.stats.no_server.fetch_add(1, Relaxed);
                         (503, ['s', 'Q'])
                     }
-                    Failure::Connect => (503, ['S', 'C']),
+                    Failure::Connect(timed_out) => (503, [if timed_out { 's' } else { 'S' }, 'C']),
                     Failure::ServerTimeout => (504, ['s', 'H']),
                     Failure::BadResponse => (502, ['S', 'H']),
                 };
@@ -602,6 +653,8 @@ impl Proxy {
             // The response body of a 101 is empty; hyper hands the client connection
             // over once the head is written, and the tunnel logs when it closes.
             drop(rbody);
+            // In the tunnel both sides talk: the client timeout applies again.
+            conn.scan.set_awaiting(false);
             tokio::spawn(run_tunnel(client_up, server_up, fin));
             return Response::from_parts(rparts, ResponseBody::empty());
         }
@@ -645,7 +698,6 @@ impl Proxy {
         let mut tried: Vec<usize> = Vec::new();
         let mut retries = 0u32;
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-        rec.t_request = 0;
         loop {
             let idx = match target {
                 Some(i) => i,
@@ -654,6 +706,9 @@ impl Proxy {
                     None => return Err(Failure::NoServer),
                 },
             };
+            // Logged even when the request fails there (HAProxy names the server
+            // whose queue or connect failed; only "no server at all" is <NOSRV>).
+            rec.server = Some(self.service.servers[idx].name.clone());
             let q0 = Instant::now();
             let slot = self.acquire_slot(idx, t.queue).await.map_err(|()| {
                 rec.t_queue = ms(q0.elapsed());
@@ -690,7 +745,7 @@ impl Proxy {
                     }
                     if retries >= self.service.retries {
                         rec.retries = retries;
-                        return Err(Failure::Connect);
+                        return Err(Failure::Connect(matches!(e, ConnectError::Timeout { .. })));
                     }
                     retries += 1;
                     rec.retries = retries;
@@ -705,6 +760,11 @@ impl Proxy {
                             srv.redispatches.fetch_add(1, Relaxed);
                             self.stats.counters.redispatches.fetch_add(1, Relaxed);
                             rec.redispatched = true;
+                            if direct && rec.termination[2] == 'V' {
+                                // HAProxy's 'D': the cookie named a server that failed,
+                                // and the client was redispatched.
+                                rec.termination[2] = 'D';
+                            }
                             direct = false;
                         }
                         target = next.or(Some(idx));
@@ -788,7 +848,9 @@ impl Proxy {
                 Err(mut e) => match e.take_message() {
                     Some(r) if reused => {
                         req = r;
-                        sender = pool.connect(t).await.map_err(|_| Failure::Connect)?;
+                        sender = pool.connect(t).await.map_err(|e| {
+                            Failure::Connect(matches!(e, ConnectError::Timeout { .. }))
+                        })?;
                         reused = false;
                     }
                     _ => {
@@ -982,6 +1044,8 @@ pub struct RequestBody {
     inner: Incoming,
     stats: Arc<ServiceStats>,
     server: Option<usize>,
+    /// Told when the body is complete (the client timeout then pauses).
+    scan: Arc<HeadScan>,
 }
 
 impl Body for RequestBody {
@@ -993,6 +1057,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.scan.set_awaiting(true);
+        }
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
                 let n = d.len() as u64;

@@ -717,3 +717,22 @@ async fn upgrade_refused_by_server_is_a_plain_response() {
     assert!(r.body.contains("upgrade: websocket"), "{}", r.body);
     assert_eq!(p.stats.tunnels.total.load(Relaxed), 0);
 }
+
+#[tokio::test]
+async fn idle_connection_closes_at_http_request_timeout() {
+    let mut svc = service(two_backends().await);
+    svc.timeouts.http_request = Duration::from_millis(300);
+    svc.timeouts.client = Duration::from_secs(3);
+    let p = start(svc);
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out)).await;
+    let e = t0.elapsed();
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        e >= Duration::from_millis(280) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
+    assert!(p.log.lines().is_empty());
+}
