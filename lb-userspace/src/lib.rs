@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod dataplane;
+pub mod import;
 pub mod maglev;
 pub mod netlink_addr;
 pub mod neigh;

@@ -44,6 +44,31 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Translate an HAProxy config (and a keepalived or Wackamole config for the VIP) into
+    /// an lb config on stdout; every line that could not be translated is listed on stderr.
+    /// Exit 0 printed, 1 unreadable input or the result fails `lb check`, 2 usage error.
+    Import {
+        /// haproxy.cfg.
+        haproxy: PathBuf,
+        /// keepalived.conf: its vrrp_instance blocks become [[vrrp]] instances.
+        #[arg(long)]
+        keepalived: Option<PathBuf>,
+        /// wackamole.conf: its VirtualInterfaces become [[vrrp]] instances.
+        #[arg(long)]
+        wackamole: Option<PathBuf>,
+        /// The interface on the target machine for [xdp] and every [[vrrp]] instance.
+        #[arg(long)]
+        interface: Option<String>,
+        /// Rewrite an address everywhere: FROM=TO, e.g. 192.168.0.99=198.18.0.99 (repeat).
+        #[arg(long = "map", value_name = "FROM=TO")]
+        map: Vec<String>,
+    },
+    /// Print the VRRP state and drop counters of each `[[vrrp]]` instance of a running daemon.
+    VrrpStatus {
+        /// The TOML config file of the instance.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
     /// Print per-VIP packet and byte counters and drop counters from the pinned maps.
     Stats {
         /// The TOML config file of the instance.
@@ -94,6 +119,13 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run_daemon(config),
         Command::Check { config } => check(config),
+        Command::Import {
+            haproxy,
+            keepalived,
+            wackamole,
+            interface,
+            map,
+        } => import(haproxy, keepalived, wackamole, interface, &map),
         Command::Stats { config } => print_stats(config),
         Command::VrrpStatus { config } => vrrp_status(config),
         Command::Decap {
@@ -139,6 +171,43 @@ fn check(path: PathBuf) -> anyhow::Result<()> {
         cfg.xdp.interface
     );
     Ok(())
+}
+
+fn import(
+    haproxy: PathBuf,
+    keepalived: Option<PathBuf>,
+    wackamole: Option<PathBuf>,
+    interface: Option<String>,
+    map: &[String],
+) -> anyhow::Result<()> {
+    let usage = |e: lb::import::ImportError| -> ! {
+        eprintln!("lb: {e}");
+        std::process::exit(2)
+    };
+    let opts = lb::import::Options {
+        haproxy,
+        keepalived,
+        wackamole,
+        interface,
+        map: lb::import::AddrMap::parse(map).unwrap_or_else(|e| usage(e)),
+    };
+    let out = match lb::import::import(&opts) {
+        Err(e @ lb::import::ImportError::BadInterface(_)) => usage(e),
+        other => other?,
+    };
+    print!("{}", out.toml);
+    if !out.notes.is_empty() {
+        eprintln!(
+            "lb import: {} source line{} not translated as written (review them):",
+            out.notes.len(),
+            if out.notes.len() == 1 { "" } else { "s" }
+        );
+        for n in &out.notes {
+            eprintln!("  {n}");
+        }
+    }
+    out.check
+        .map_err(|e| anyhow::anyhow!("the generated config does not pass lb check: {e}"))
 }
 
 fn print_stats(path: PathBuf) -> anyhow::Result<()> {
