@@ -5,10 +5,14 @@
 
 /// VIP table: [`crate::vip::VipKey`] -> [`crate::vip::VipMeta`].
 pub const VIPS: &str = "lb_vips";
-/// Addresses that carry at least one VIP: [`crate::vip::VipAddrKey`] -> `u32` (reserved, 0).
+/// Addresses that carry at least one VIP: [`crate::vip::VipAddrKey`] ->
+/// [`crate::vip::VipAddrInfo`].
 /// Looked up first, so non-VIP traffic costs one lookup and traffic to a VIP address on a
 /// port no service serves can be dropped and counted.
 pub const VIP_ADDRS: &str = "lb_vip_addrs";
+/// IPv4 VIP addresses: [`crate::vip::VipAddr4Key`] -> [`crate::vip::VipAddrInfo`]
+/// ([`VIP_ADDRS`] then holds the IPv6 ones).
+pub const VIP_ADDRS4: &str = "lb_vip_addrs4";
 /// Per-CPU counters per VIP, indexed by [`crate::vip::VipMeta::id`].
 pub const VIP_STATS: &str = "lb_vip_stats";
 /// Backends: index -> [`crate::backend::Backend`].
@@ -17,8 +21,11 @@ pub const BACKENDS: &str = "lb_backends";
 pub const BACKEND_STATS: &str = "lb_backend_stats";
 /// Maglev tables: array of maps, slot [`crate::maglev::table_slot`] -> inner `u32` array.
 pub const MAGLEV: &str = "lb_maglev";
-/// Connection tracking: LRU hash [`crate::conntrack::FlowKey`] -> [`crate::conntrack::FlowState`].
+/// Connection tracking of IPv6 flows: LRU hash [`crate::conntrack::FlowKey`] ->
+/// [`crate::conntrack::FlowState`].
 pub const CONNTRACK: &str = "lb_conntrack";
+/// Connection tracking of IPv4 flows: [`crate::conntrack::FlowKeyV4`] -> same value.
+pub const CONNTRACK4: &str = "lb_conntrack4";
 /// Per-CPU drop counters, indexed by [`crate::stats::DropReason`].
 pub const DROPS: &str = "lb_drops";
 /// One-slot array with [`crate::settings::Settings`] for the XDP program.
@@ -32,17 +39,22 @@ pub const DECAP_VIPS: &str = "lb_decap_vips";
 pub const ALL: &[&str] = &[
     VIPS,
     VIP_ADDRS,
+    VIP_ADDRS4,
     VIP_STATS,
     BACKENDS,
     BACKEND_STATS,
     MAGLEV,
     CONNTRACK,
+    CONNTRACK4,
     DROPS,
     SETTINGS,
 ];
 
 /// Most VIPs (address, port, protocol) one instance serves.
 pub const MAX_VIPS: u32 = 512;
+/// Flags of the conntrack LRU: `BPF_F_NO_COMMON_LRU`, per-CPU LRU lists, so inserting a
+/// new flow does not contend on (or walk) one global list.
+pub const CONNTRACK_FLAGS: u32 = 1 << 1;
 /// Most distinct VIP addresses (a VIP address may carry many ports).
 pub const MAX_VIP_ADDRS: u32 = MAX_VIPS;
 /// Most backends (distinct addresses) over all VIPs of one instance.

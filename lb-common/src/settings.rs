@@ -3,11 +3,6 @@
 /// Flag bit in [`Settings::flags`]: emit debug logs from the XDP program.
 pub const FLAG_DEBUG_LOG: u32 = 1 << 0;
 
-/// TCP conntrack idle timeout used when [`Settings::tcp_timeout_ns`] is 0 (not written yet).
-pub const DEFAULT_TCP_TIMEOUT_NS: u64 = 900 * 1_000_000_000;
-/// UDP conntrack idle timeout used when [`Settings::udp_timeout_ns`] is 0.
-pub const DEFAULT_UDP_TIMEOUT_NS: u64 = 30 * 1_000_000_000;
-
 /// Global settings of one instance's XDP program.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -16,11 +11,14 @@ pub struct Settings {
     pub flags: u32,
     /// Reserved; zero.
     pub _pad: u32,
-    /// A TCP conntrack entry idle longer than this (ns, host order) is treated as a new
-    /// flow and re-picked; 0 means [`DEFAULT_TCP_TIMEOUT_NS`].
-    pub tcp_timeout_ns: u64,
-    /// Same for UDP; 0 means [`DEFAULT_UDP_TIMEOUT_NS`].
-    pub udp_timeout_ns: u64,
+    /// A TCP conntrack entry idle longer than this many jiffies (host order) is treated
+    /// as a new flow and re-picked; 0 = no idle timeout (only LRU eviction). Jiffies, not
+    /// nanoseconds: `bpf_jiffies64()` is inlined by the verifier (one load), while a
+    /// nanosecond clock is a helper call that costs a large share of the per-packet budget.
+    /// Userspace converts with the kernel's HZ.
+    pub tcp_timeout_jiffies: u64,
+    /// Same for UDP.
+    pub udp_timeout_jiffies: u64,
 }
 
 crate::impl_pod!(Settings);

@@ -11,7 +11,10 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// A service's listening point: what a packet's destination is matched against.
-#[repr(C)]
+///
+/// Aligned to 4 so that the XDP program builds and hashes keys with word stores instead
+/// of byte loops (`memset` calls) on the stack; the size (20) needs no padding.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct VipKey {
     /// Destination address, network byte order. IPv4 fills bytes 0..4; the rest stay zero.
@@ -80,20 +83,64 @@ pub struct VipMeta {
     /// Host bits of the outer source (host order), applied to its last 32 bits
     /// (IPv4: the whole address; IPv6: bytes 12..16).
     pub encap_host_mask: u32,
-    /// Reserved; zero.
-    pub _pad: u32,
+    /// Conntrack idle timeout of this VIP's protocol in jiffies (host order); 0 = none.
+    /// Carried here rather than read from the settings map: the meta is already in hand,
+    /// so it costs no lookup.
+    pub ct_timeout_jiffies: u32,
 }
 
-/// Key of the VIP address set (and of the decap program's address map).
-#[repr(C)]
+/// Key of the VIP address set (and of the decap program's address map). Aligned like
+/// [`VipKey`], for the same reason.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct VipAddrKey {
     /// Address, network byte order; IPv4 fills bytes 0..4, the rest zero.
     pub addr: [u8; 16],
-    /// [`FAMILY_V4`] or [`FAMILY_V6`].
-    pub family: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`], host byte order (a whole word, so the key has no
+    /// padding bytes to zero).
+    pub family: u32,
+}
+
+/// Services whose meta the VIP address set carries inline (see [`VipAddrInfo`]).
+pub const ADDR_INLINE_SERVICES: usize = 4;
+
+/// One service of an address, carried inline in [`VipAddrInfo`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipAddrSlot {
+    /// Port, host byte order.
+    pub port: u16,
+    /// IP protocol.
+    pub proto: u8,
     /// Reserved; zero.
-    pub _pad: [u8; 3],
+    pub _pad: u8,
+    /// A copy of the service's [`VipMeta`].
+    pub meta: VipMeta,
+}
+
+/// Value of the VIP address set: how many services live on the address and, when there
+/// are at most [`ADDR_INLINE_SERVICES`], their ports, protocols and metas, so a packet to
+/// a VIP costs one hash lookup instead of two. Written after the VIP map, so it never
+/// names a table the VIP map does not.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VipAddrInfo {
+    /// Services (port/protocol pairs) on this address, host byte order. Above
+    /// [`ADDR_INLINE_SERVICES`] the program looks the VIP up in the VIP map.
+    pub services: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
+    /// The first `min(services, ADDR_INLINE_SERVICES)` services; the rest zero.
+    pub slots: [VipAddrSlot; ADDR_INLINE_SERVICES],
+}
+
+/// Key of the IPv4 VIP address set: just the address (the kernel hashes every key byte,
+/// and non-VIP traffic pays this lookup).
+#[repr(C, align(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipAddr4Key {
+    /// Address, network byte order.
+    pub addr: [u8; 4],
 }
 
 impl VipKey {
@@ -102,13 +149,19 @@ impl VipKey {
     pub const fn addr_key(&self) -> VipAddrKey {
         VipAddrKey {
             addr: self.addr,
-            family: self.family,
-            _pad: [0; 3],
+            family: self.family as u32,
         }
     }
 }
 
-crate::impl_pod!(VipKey, VipMeta, VipAddrKey);
+crate::impl_pod!(
+    VipKey,
+    VipMeta,
+    VipAddrKey,
+    VipAddr4Key,
+    VipAddrInfo,
+    VipAddrSlot
+);
 
 #[cfg(test)]
 mod tests {
@@ -120,6 +173,8 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
         assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4);
         assert_eq!(size_of::<VipAddrKey>(), 20);
+        assert_eq!(size_of::<VipAddrSlot>(), 4 + size_of::<VipMeta>());
+        assert_eq!(size_of::<VipAddrInfo>(), 8 + 4 * size_of::<VipAddrSlot>());
     }
 
     #[test]

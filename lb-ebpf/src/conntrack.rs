@@ -3,22 +3,21 @@
 //! recorded.
 
 use crate::maps;
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::bpf_jiffies64;
 use lb_common::{
     backend::Backend,
     conntrack::{FlowKey, FlowState},
     flow_hash::flow_hash,
     maglev::NO_BACKEND,
-    settings::{DEFAULT_TCP_TIMEOUT_NS, DEFAULT_UDP_TIMEOUT_NS},
     stats::DropReason,
-    vip::{VipMeta, PROTO_TCP},
+    vip::VipMeta,
 };
 
 /// The backend chosen for a packet.
 pub struct Choice {
     /// Index into the backends array.
     pub index: u32,
-    /// The backend's entry.
+    /// The backend's entry (in the map; userspace rewrites entries whole).
     pub backend: Backend,
     /// The flow hash (for the `ipip` outer source).
     pub hash: u32,
@@ -26,40 +25,23 @@ pub struct Choice {
     pub new_flow: bool,
 }
 
-/// Idle timeout for the flow's protocol.
-#[inline(always)]
-fn timeout_ns(proto: u8) -> u64 {
-    let (tcp, udp) = match maps::settings() {
-        Some(s) => (s.tcp_timeout_ns, s.udp_timeout_ns),
-        None => (0, 0),
-    };
-    if proto == PROTO_TCP {
-        if tcp == 0 {
-            DEFAULT_TCP_TIMEOUT_NS
-        } else {
-            tcp
-        }
-    } else if udp == 0 {
-        DEFAULT_UDP_TIMEOUT_NS
-    } else {
-        udp
-    }
-}
-
 /// Chooses the backend for a packet of flow `key` to the VIP `meta`; `Err` is a
 /// [`DropReason`].
 #[inline(always)]
 pub fn choose(key: &FlowKey, meta: &VipMeta) -> Result<Choice, u32> {
     // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_jiffies64() };
     if let Some(st) = maps::flow(key) {
         // SAFETY: pointer to the map value, valid for this program run; racing writers
         // only touch whole u64/u32 fields.
         let st = unsafe { &mut *st };
-        if now.wrapping_sub(st.last_seen_ns) <= timeout_ns(key.proto) {
+        let t = u64::from(meta.ct_timeout_jiffies);
+        if t == 0 || now.wrapping_sub(st.last_seen) <= t {
             if let Some(backend) = maps::backend(st.backend) {
                 if backend.is_up() {
-                    st.last_seen_ns = now;
+                    if st.last_seen != now {
+                        st.last_seen = now;
+                    }
                     return Ok(Choice {
                         index: st.backend,
                         backend,
@@ -86,7 +68,7 @@ pub fn choose(key: &FlowKey, meta: &VipMeta) -> Result<Choice, u32> {
         &FlowState {
             backend: index,
             hash,
-            last_seen_ns: now,
+            last_seen: now,
         },
     );
     Ok(Choice {

@@ -19,7 +19,7 @@ mod parse;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{
     stats::DropReason,
-    vip::{VipKey, MODE_DSR, MODE_IPIP, MODE_PASS},
+    vip::{VipAddrInfo, VipKey, VipMeta, ADDR_INLINE_SERVICES, MODE_DSR, MODE_IPIP, MODE_PASS},
 };
 use parse::{Flow, L3, L4};
 
@@ -56,22 +56,22 @@ fn drop(reason: u32) -> Result<u32, ()> {
 
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
-    let l4 = match parse::l3(ctx) {
+    let (info, l4) = match parse::l3(ctx) {
         L3::V4(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
             let ip = unsafe { &*ip };
-            if !maps::is_vip_addr(&parse::addr_key_v4(ip)) {
+            let Some(info) = maps::vip_addr4(&parse::addr4_key(ip)) else {
                 return Ok(xdp_action::XDP_PASS);
-            }
-            parse::flow_v4(ctx, ip)
+            };
+            (info, parse::flow_v4(ctx, ip))
         }
         L3::V6(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
             let ip = unsafe { &*ip };
-            if !maps::is_vip_addr(&parse::addr_key_v6(ip)) {
+            let Some(info) = maps::vip_addr(&parse::addr_key_v6(ip)) else {
                 return Ok(xdp_action::XDP_PASS);
-            }
-            parse::flow_v6(ctx, ip)
+            };
+            (info, parse::flow_v6(ctx, ip))
         }
         L3::Other => return Ok(xdp_action::XDP_PASS),
     };
@@ -80,34 +80,65 @@ fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
         L4::Pass => return Ok(xdp_action::XDP_PASS),
         L4::Drop(reason) => return drop(reason),
     };
-    serve(ctx, &flow)
+    // SAFETY: map value pointer, valid for this run; userspace replaces values whole.
+    serve(ctx, &flow, unsafe { &*info })
+}
+
+/// The meta of the inline service matching (port, proto), if any; unrolled (4 slots).
+#[inline(always)]
+fn inline_meta(info: &VipAddrInfo, port: u16, proto: u8) -> Option<&VipMeta> {
+    let s = &info.slots;
+    let n = info.services;
+    if n > 0 && s[0].port == port && s[0].proto == proto {
+        return Some(&s[0].meta);
+    }
+    if n > 1 && s[1].port == port && s[1].proto == proto {
+        return Some(&s[1].meta);
+    }
+    if n > 2 && s[2].port == port && s[2].proto == proto {
+        return Some(&s[2].meta);
+    }
+    if n > 3 && s[3].port == port && s[3].proto == proto {
+        return Some(&s[3].meta);
+    }
+    None
 }
 
 /// Handles a TCP/UDP packet to a VIP address.
 #[inline(always)]
-fn serve(ctx: &XdpContext, flow: &Flow) -> Result<u32, ()> {
+fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
     let k = &flow.key;
-    let vip_key = VipKey {
-        addr: k.dst,
-        port: k.dport,
-        proto: k.proto,
-        family: k.family,
-    };
-    let Some(meta) = maps::vip(&vip_key) else {
-        return drop(DropReason::NO_SERVICE);
+    // Up to ADDR_INLINE_SERVICES services on the address (the common case): their metas
+    // came with the address; more than that, the VIP map has them.
+    let meta = if info.services as usize <= ADDR_INLINE_SERVICES {
+        match inline_meta(info, k.dport, k.proto) {
+            Some(meta) => meta,
+            None => return drop(DropReason::NO_SERVICE),
+        }
+    } else {
+        let vip_key = VipKey {
+            addr: k.dst,
+            port: k.dport,
+            proto: k.proto,
+            family: k.family,
+        };
+        match maps::vip(&vip_key) {
+            Some(meta) => meta,
+            None => return drop(DropReason::NO_SERVICE),
+        }
     };
     let bytes = (ctx.data_end() - ctx.data()) as u64;
     let vip_stats = maps::count_vip(meta.id, bytes);
     if meta.mode == MODE_PASS {
         return Ok(xdp_action::XDP_PASS);
     }
-    let choice = match conntrack::choose(k, &meta) {
+    let choice = match conntrack::choose(k, meta) {
         Ok(c) => c,
         Err(reason) => return drop(reason),
     };
     let result = match meta.mode {
         MODE_DSR => forward::dsr(ctx, &choice.backend),
-        MODE_IPIP => forward::ipip(ctx, flow, &meta, &choice.backend, choice.hash),
+        MODE_IPIP => forward::ipip(ctx, flow, meta, &choice.backend, choice.hash),
         _ => Err(DropReason::NO_SERVICE),
     };
     match result {

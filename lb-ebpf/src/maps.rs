@@ -6,19 +6,25 @@ use aya_ebpf::{
 };
 use lb_common::{
     backend::Backend,
-    conntrack::{FlowKey, FlowState},
+    conntrack::{FlowKey, FlowKeyV4, FlowState},
     maglev::{INNER_MAP_FLAGS, MAX_TABLE_SIZE, NO_BACKEND, TABLE_SLOTS},
-    maps::{CONNTRACK_DEFAULT_ENTRIES, MAX_BACKENDS, MAX_DECAP_VIPS, MAX_VIPS, MAX_VIP_ADDRS},
+    maps::{
+        CONNTRACK_DEFAULT_ENTRIES, CONNTRACK_FLAGS, MAX_BACKENDS, MAX_DECAP_VIPS, MAX_VIPS,
+        MAX_VIP_ADDRS,
+    },
     settings::Settings,
     stats::{BackendStats, DropReason, VipStats},
-    vip::{VipAddrKey, VipKey, VipMeta},
+    vip::{VipAddr4Key, VipAddrInfo, VipAddrKey, VipKey, VipMeta, FAMILY_V4},
 };
 
 #[btf_map(name = "lb_vips")]
 static VIPS: HashMap<VipKey, VipMeta, { MAX_VIPS as usize }> = HashMap::new();
 
 #[btf_map(name = "lb_vip_addrs")]
-static VIP_ADDRS: HashMap<VipAddrKey, u32, { MAX_VIP_ADDRS as usize }> = HashMap::new();
+static VIP_ADDRS: HashMap<VipAddrKey, VipAddrInfo, { MAX_VIP_ADDRS as usize }> = HashMap::new();
+
+#[btf_map(name = "lb_vip_addrs4")]
+static VIP_ADDRS4: HashMap<VipAddr4Key, VipAddrInfo, { MAX_VIP_ADDRS as usize }> = HashMap::new();
 
 #[btf_map(name = "lb_vip_stats")]
 static VIP_STATS: PerCpuArray<VipStats, { MAX_VIPS as usize }> = PerCpuArray::new();
@@ -36,8 +42,20 @@ static MAGLEV: ArrayOfMaps<
 > = ArrayOfMaps::new();
 
 #[btf_map(name = "lb_conntrack")]
-static CONNTRACK: LruHashMap<FlowKey, FlowState, { CONNTRACK_DEFAULT_ENTRIES as usize }> =
-    LruHashMap::new();
+static CONNTRACK: LruHashMap<
+    FlowKey,
+    FlowState,
+    { CONNTRACK_DEFAULT_ENTRIES as usize },
+    { CONNTRACK_FLAGS as usize },
+> = LruHashMap::new();
+
+#[btf_map(name = "lb_conntrack4")]
+static CONNTRACK4: LruHashMap<
+    FlowKeyV4,
+    FlowState,
+    { CONNTRACK_DEFAULT_ENTRIES as usize },
+    { CONNTRACK_FLAGS as usize },
+> = LruHashMap::new();
 
 #[btf_map(name = "lb_drops")]
 static DROPS: PerCpuArray<u64, { DropReason::COUNT as usize }> = PerCpuArray::new();
@@ -48,20 +66,27 @@ static SETTINGS: Array<Settings, 1> = Array::new();
 #[btf_map(name = "lb_decap_vips")]
 static DECAP_VIPS: HashMap<VipAddrKey, u32, { MAX_DECAP_VIPS as usize }> = HashMap::new();
 
-/// Whether any VIP lives on this address.
+/// The VIP address entry of an IPv4 address, if any VIP lives on it.
 #[inline(always)]
-pub fn is_vip_addr(key: &VipAddrKey) -> bool {
-    VIP_ADDRS.get_ptr(key).is_some()
+pub fn vip_addr4(key: &VipAddr4Key) -> Option<*const VipAddrInfo> {
+    VIP_ADDRS4.get_ptr(key)
+}
+
+/// The VIP address entry of an IPv6 address, if any VIP lives on it.
+#[inline(always)]
+pub fn vip_addr(key: &VipAddrKey) -> Option<*const VipAddrInfo> {
+    VIP_ADDRS.get_ptr(key)
 }
 
 /// Looks up the VIP a packet is addressed to.
 #[inline(always)]
-pub fn vip(key: &VipKey) -> Option<VipMeta> {
-    // SAFETY: the value is copied out at once; userspace replaces entries whole.
-    unsafe { VIPS.get(key).copied() }
+pub fn vip(key: &VipKey) -> Option<&'static VipMeta> {
+    // SAFETY: a map value stays valid for the program run; userspace replaces entries
+    // whole (a hash map update installs a new element), so fields are never torn.
+    unsafe { VIPS.get(key) }
 }
 
-/// The backend at `index`, copied out (userspace rewrites entries whole).
+/// The backend at `index` (userspace rewrites entries whole).
 #[inline(always)]
 pub fn backend(index: u32) -> Option<Backend> {
     BACKENDS.get(index).copied()
@@ -82,14 +107,22 @@ pub fn maglev_pick(table: u32, size: u32, hash: u32) -> u32 {
 /// The conntrack entry of a flow, to read and refresh in place.
 #[inline(always)]
 pub fn flow(key: &FlowKey) -> Option<*mut FlowState> {
-    CONNTRACK.get_ptr_mut(key)
+    if key.family == FAMILY_V4 {
+        CONNTRACK4.get_ptr_mut(key.v4())
+    } else {
+        CONNTRACK.get_ptr_mut(key)
+    }
 }
 
 /// Records a flow's backend (LRU: the least recently used entry makes room).
 #[inline(always)]
 pub fn insert_flow(key: &FlowKey, state: &FlowState) {
     // A failed insert only costs a Maglev lookup on the flow's next packet.
-    let _ = CONNTRACK.insert(key, state, 0);
+    let _ = if key.family == FAMILY_V4 {
+        CONNTRACK4.insert(key.v4(), state, 0)
+    } else {
+        CONNTRACK.insert(key, state, 0)
+    };
 }
 
 /// Adds one packet of `bytes` to the VIP's per-CPU counters; `new_flow` says whether it
@@ -129,7 +162,9 @@ pub fn count_drop(reason: u32) {
     }
 }
 
-/// The instance's run-time settings (all zero until userspace writes them).
+/// The instance's run-time settings (all zero until userspace writes them). Unused on
+/// the fast path (per-VIP values travel in the VIP meta); kept for the debug-log flag.
+#[allow(dead_code)]
 #[inline(always)]
 pub fn settings() -> Option<&'static Settings> {
     SETTINGS.get(0)

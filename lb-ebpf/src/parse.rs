@@ -6,7 +6,7 @@ use core::mem::size_of;
 use lb_common::{
     conntrack::FlowKey,
     stats::DropReason,
-    vip::{VipAddrKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
+    vip::{VipAddr4Key, VipAddrKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
 };
 
 /// EtherType of IPv4, host order.
@@ -115,14 +115,19 @@ pub fn l3(ctx: &XdpContext) -> L3 {
     }
 }
 
-/// The VIP-address-set key of an IPv4 destination.
+/// The VIP-address-set key of an IPv4 destination (for the decap program's map).
 #[inline(always)]
 pub fn addr_key_v4(ip: &Ipv4Hdr) -> VipAddrKey {
     VipAddrKey {
         addr: v4_to_16(&ip.daddr),
-        family: FAMILY_V4,
-        _pad: [0; 3],
+        family: FAMILY_V4 as u32,
     }
+}
+
+/// The IPv4 VIP-address-set key of a destination.
+#[inline(always)]
+pub fn addr4_key(ip: &Ipv4Hdr) -> VipAddr4Key {
+    VipAddr4Key { addr: ip.daddr }
 }
 
 /// The VIP-address-set key of an IPv6 destination.
@@ -130,20 +135,17 @@ pub fn addr_key_v4(ip: &Ipv4Hdr) -> VipAddrKey {
 pub fn addr_key_v6(ip: &Ipv6Hdr) -> VipAddrKey {
     VipAddrKey {
         addr: ip.daddr,
-        family: FAMILY_V6,
-        _pad: [0; 3],
+        family: FAMILY_V6 as u32,
     }
 }
 
 /// An IPv4 address in the 16-byte layout (bytes 0..4, zeros after).
 #[inline(always)]
 pub fn v4_to_16(a: &[u8; 4]) -> [u8; 16] {
-    let mut x = [0u8; 16];
-    x[0] = a[0];
-    x[1] = a[1];
-    x[2] = a[2];
-    x[3] = a[3];
-    x
+    // Built as words so no byte-wise zeroing (a `memset` loop) is emitted.
+    let w: [u32; 4] = [u32::from_ne_bytes(*a), 0, 0, 0];
+    // SAFETY: [u32; 4] and [u8; 16] have the same size and every bit pattern is valid.
+    unsafe { core::mem::transmute::<[u32; 4], [u8; 16]>(w) }
 }
 
 /// What a packet to a VIP address turned out to be.

@@ -104,6 +104,22 @@ enum Command {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
+    /// Per-packet cost of the XDP program via BPF_PROG_TEST_RUN (run by `cargo xtask bench`).
+    #[command(hide = true)]
+    XdpBench {
+        /// Calls (one packet each) per run and case.
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Runs per case.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// CPU to pin to.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+        /// bpffs mount point (a pin directory is created and removed under it).
+        #[arg(long, default_value = "/sys/fs/bpf")]
+        bpffs: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -139,6 +155,12 @@ fn main() -> ExitCode {
             vip,
             protocol,
         } => explain(config, client, vip, &protocol),
+        Command::XdpBench {
+            calls,
+            runs,
+            cpu,
+            bpffs,
+        } => xdp_bench(calls, runs, cpu, &bpffs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -362,5 +384,34 @@ fn vrrp_status(path: PathBuf) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&file)
         .with_context(|| format!("no VRRP status at {} (is `lb run` running with [[vrrp]]?)", file.display()))?;
     print!("{text}");
+    Ok(())
+}
+
+fn xdp_bench(calls: u64, runs: usize, cpu: usize, bpffs: &std::path::Path) -> anyhow::Result<()> {
+    let object = dataplane::xdp_object()?;
+    println!(
+        "BPF_PROG_TEST_RUN, repeat = 1, {calls} calls x {runs} runs per case, pinned to CPU {cpu}"
+    );
+    println!(
+        "mean kernel-reported ns per call: min / median / max over runs; ratio = median / trivial median"
+    );
+    let results = dataplane::bench::run(&object, bpffs, calls, runs, cpu)?;
+    let base = results
+        .first()
+        .map(|r| r.summary().1)
+        .unwrap_or(1.0)
+        .max(f64::MIN_POSITIVE);
+    println!(
+        "{:<30} {:>8} {:>8} {:>8} {:>7}",
+        "case", "min", "median", "max", "ratio"
+    );
+    for r in &results {
+        let (min, med, max) = r.summary();
+        println!(
+            "{:<30} {min:>8.1} {med:>8.1} {max:>8.1} {:>6.2}x",
+            r.name,
+            med / base
+        );
+    }
     Ok(())
 }

@@ -126,6 +126,8 @@ struct Fixture {
     _inst: Instance,
     cfg: Config,
     dp: DataPlane,
+    /// Maglev tables built for predictions, per service (building one takes a while).
+    tables: std::cell::RefCell<std::collections::HashMap<String, Vec<u32>>>,
 }
 
 fn config_with(inst: &Instance, body: &str) -> Config {
@@ -170,6 +172,7 @@ fn fixture(name: &str) -> Option<Fixture> {
         _inst: inst,
         cfg,
         dp,
+        tables: Default::default(),
     })
 }
 
@@ -207,7 +210,12 @@ impl Fixture {
                 )
             })
             .collect();
-        let table = maglev::build_table(s.table_size, &mb).expect("table");
+        let table = self
+            .tables
+            .borrow_mut()
+            .entry(svc.to_string())
+            .or_insert_with(|| maglev::build_table(s.table_size, &mb).expect("table"))
+            .clone();
         let id = maglev::backend_for_flow(
             &table,
             &maglev::wire_addr(client.ip()),
@@ -688,6 +696,7 @@ fn conntrack_survives_table_changes() {
     f.dp.sync(&cfg2.services, &l2_for(&cfg2))
         .expect("sync after change");
     f.cfg = cfg2;
+    f.tables.borrow_mut().clear();
     let removed: IpAddr = "198.18.0.13".parse().unwrap();
     let mut moved_new = 0;
     for (i, &(src, sport)) in flows.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask build-ebpf | build | test`.
+//! Project tasks: `cargo xtask build-ebpf | build | test | bench`.
 //!
 //! The eBPF crate builds with Debian's rustc (prebuilt BPF `core`) and bpf-linker, as
 //! ../shared/TOOLCHAIN.md describes; everything else with the normal toolchain.
@@ -31,6 +31,19 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
+    /// Per-packet cost of the XDP program through BPF_PROG_TEST_RUN (one packet per call,
+    /// pinned to one CPU), each case as a ratio to a trivial XDP_PASS program.
+    Bench {
+        /// Calls per run and case (at least 1e6 for the numbers).
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Runs per case (min/median/max are over these).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// CPU to pin the measuring thread to.
+        #[arg(long, default_value_t = 0)]
+        cpu: usize,
+    },
     /// Run the whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, namespace tests.
     Test {
         /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -47,6 +60,21 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             build_lb(&root, release)
         }
+        Task::Bench { calls, runs, cpu } => {
+            build_ebpf(&root)?;
+            build_lb(&root, false)?;
+            let lb = root.join("target").join("debug").join("lb");
+            let mut cmd = Command::new(lb);
+            cmd.args([
+                "xdp-bench",
+                "--calls",
+                &calls.to_string(),
+                "--runs",
+                &runs.to_string(),
+            ])
+            .args(["--cpu", &cpu.to_string()]);
+            run(&mut cmd, "lb xdp-bench")
+        }
         Task::Test { args } => {
             build_ebpf(&root)?;
             build_lb(&root, false)?;
@@ -61,7 +89,10 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
 }
 
 fn cargo(root: &Path) -> Command {
@@ -71,7 +102,9 @@ fn cargo(root: &Path) -> Command {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {what}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }

@@ -26,8 +26,7 @@ pub struct Decap {
 pub fn addr_key(ip: IpAddr) -> VipAddrKey {
     VipAddrKey {
         addr: wire_addr(ip),
-        family: if ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
-        _pad: [0; 3],
+        family: u32::from(if ip.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 }),
     }
 }
 

@@ -19,7 +19,10 @@ use lb_common::{
     maps::{self as names, MAX_BACKENDS, MAX_VIPS},
     settings::Settings,
     stats::{BackendStats, VipStats},
-    vip::{VipAddrKey, VipKey, VipMeta, FAMILY_V4, FAMILY_V6, MODE_DSR, MODE_IPIP, MODE_PASS},
+    vip::{
+        VipAddr4Key, VipAddrInfo, VipAddrKey, VipAddrSlot, VipKey, VipMeta, FAMILY_V4, FAMILY_V6,
+        MODE_DSR, MODE_IPIP, MODE_PASS,
+    },
 };
 use std::{
     collections::{HashMap as StdHashMap, HashSet},
@@ -38,6 +41,13 @@ pub struct L2Addr {
 /// Resolved link-layer addresses by backend address; a backend missing here is treated as
 /// unreachable (no new flows, established ones re-picked).
 pub type L2Map = StdHashMap<IpAddr, L2Addr>;
+
+/// The IPv4 address-set key of an IPv4 [`VipAddrKey`].
+fn v4_key(a: &VipAddrKey) -> VipAddr4Key {
+    VipAddr4Key {
+        addr: [a.addr[0], a.addr[1], a.addr[2], a.addr[3]],
+    }
+}
 
 /// The id/slot generation a VIP currently uses, from its `table` field.
 fn generation(meta: &VipMeta) -> u32 {
@@ -58,6 +68,18 @@ fn free_id(used: &HashSet<u32>, max: u32) -> Option<u32> {
 }
 
 impl DataPlane {
+    /// A typed handle to one of the object's maps.
+    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, DataPlaneError>
+    where
+        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DataPlaneError::MissingMap(name))?
+            .try_into()
+            .map_err(map_err(name))
+    }
+
     /// Reads the ids a previous run left in the pinned maps, so a restart keeps them.
     pub(super) fn adopt_pinned_ids(&mut self) -> Result<(), DataPlaneError> {
         let vips: HashMap<&MapData, VipKey, VipMeta> = self
@@ -184,6 +206,7 @@ impl DataPlane {
         }
 
         // 4. Tables (double-buffered) and VIP metas.
+        let mut by_addr: StdHashMap<VipAddrKey, Vec<(VipKey, VipMeta)>> = StdHashMap::new();
         for (svc, key) in services.iter().zip(&wanted_vips) {
             let id = self.vip_ids[key];
             let current: Option<VipMeta> = {
@@ -252,6 +275,10 @@ impl DataPlane {
                 }
             }
             meta_encap(&mut meta, svc, &self.l4);
+            meta.ct_timeout_jiffies = match svc.vip.protocol {
+                crate::config::Protocol::Tcp => self.tcp_timeout_jiffies,
+                crate::config::Protocol::Udp => self.udp_timeout_jiffies,
+            };
             let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
                 .ebpf
                 .map_mut(names::VIPS)
@@ -259,45 +286,59 @@ impl DataPlane {
                 .try_into()
                 .map_err(map_err(names::VIPS))?;
             vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
+            by_addr
+                .entry(key.addr_key())
+                .or_default()
+                .push((*key, meta));
         }
 
-        // 5. VIP addresses, then stale VIPs and addresses.
+        // 5. VIP addresses (IPv4 and IPv6 sets), then stale VIPs and addresses.
         let wanted_addrs: HashSet<VipAddrKey> = wanted_vips.iter().map(VipKey::addr_key).collect();
-        {
-            let mut addrs: HashMap<&mut MapData, VipAddrKey, u32> = self
-                .ebpf
-                .map_mut(names::VIP_ADDRS)
-                .ok_or(DataPlaneError::MissingMap(names::VIP_ADDRS))?
-                .try_into()
-                .map_err(map_err(names::VIP_ADDRS))?;
-            for a in &wanted_addrs {
-                addrs.insert(a, 0, 0).map_err(map_err(names::VIP_ADDRS))?;
+        for (a, list) in &by_addr {
+            let mut info = VipAddrInfo {
+                services: list.len() as u32,
+                ..Default::default()
+            };
+            for (slot, (k, m)) in info.slots.iter_mut().zip(list) {
+                *slot = VipAddrSlot {
+                    port: k.port,
+                    proto: k.proto,
+                    _pad: 0,
+                    meta: *m,
+                };
+            }
+            if a.family == u32::from(FAMILY_V4) {
+                let mut addrs: HashMap<&mut MapData, VipAddr4Key, VipAddrInfo> =
+                    self.map_mut(names::VIP_ADDRS4)?;
+                addrs
+                    .insert(v4_key(a), info, 0)
+                    .map_err(map_err(names::VIP_ADDRS4))?;
+            } else {
+                let mut addrs: HashMap<&mut MapData, VipAddrKey, VipAddrInfo> =
+                    self.map_mut(names::VIP_ADDRS)?;
+                addrs
+                    .insert(a, info, 0)
+                    .map_err(map_err(names::VIP_ADDRS))?;
             }
         }
-        {
-            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
-                .ebpf
-                .map_mut(names::VIPS)
-                .ok_or(DataPlaneError::MissingMap(names::VIPS))?
-                .try_into()
-                .map_err(map_err(names::VIPS))?;
+        let stale: Vec<VipKey> = {
+            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
             let stale: Vec<VipKey> = vips
                 .keys()
                 .filter_map(Result::ok)
                 .filter(|k| !wanted_vips.contains(k))
                 .collect();
-            for k in stale {
-                vips.remove(&k).map_err(map_err(names::VIPS))?;
-                self.tables.remove(&k);
+            for k in &stale {
+                vips.remove(k).map_err(map_err(names::VIPS))?;
             }
+            stale
+        };
+        for k in &stale {
+            self.tables.remove(k);
         }
         {
-            let mut addrs: HashMap<&mut MapData, VipAddrKey, u32> = self
-                .ebpf
-                .map_mut(names::VIP_ADDRS)
-                .ok_or(DataPlaneError::MissingMap(names::VIP_ADDRS))?
-                .try_into()
-                .map_err(map_err(names::VIP_ADDRS))?;
+            let mut addrs: HashMap<&mut MapData, VipAddrKey, VipAddrInfo> =
+                self.map_mut(names::VIP_ADDRS)?;
             let stale: Vec<VipAddrKey> = addrs
                 .keys()
                 .filter_map(Result::ok)
@@ -305,6 +346,23 @@ impl DataPlane {
                 .collect();
             for k in stale {
                 addrs.remove(&k).map_err(map_err(names::VIP_ADDRS))?;
+            }
+        }
+        {
+            let wanted4: HashSet<VipAddr4Key> = wanted_addrs
+                .iter()
+                .filter(|a| a.family == u32::from(FAMILY_V4))
+                .map(v4_key)
+                .collect();
+            let mut addrs: HashMap<&mut MapData, VipAddr4Key, VipAddrInfo> =
+                self.map_mut(names::VIP_ADDRS4)?;
+            let stale: Vec<VipAddr4Key> = addrs
+                .keys()
+                .filter_map(Result::ok)
+                .filter(|k| !wanted4.contains(k))
+                .collect();
+            for k in stale {
+                addrs.remove(&k).map_err(map_err(names::VIP_ADDRS4))?;
             }
         }
 
@@ -374,13 +432,19 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Writes the conntrack timeouts of `l4` into the settings map and remembers the
-    /// `ipip` sources for the next [`DataPlane::sync`].
+    /// Writes the conntrack timeouts of `l4` into the settings map (in jiffies, see
+    /// [`kernel_hz`]) and remembers the `ipip` sources for the next [`DataPlane::sync`].
     pub fn configure_l4(&mut self, l4: &L4Config) -> Result<(), DataPlaneError> {
         self.l4 = l4.clone();
+        let hz = kernel_hz();
+        let jiffies = |d: std::time::Duration| {
+            ((d.as_millis() as u64).saturating_mul(hz) / 1000).clamp(1, u64::from(u32::MAX))
+        };
+        self.tcp_timeout_jiffies = jiffies(l4.tcp_timeout) as u32;
+        self.udp_timeout_jiffies = jiffies(l4.udp_timeout) as u32;
         self.write_settings(Settings {
-            tcp_timeout_ns: l4.tcp_timeout.as_nanos().min(u64::MAX.into()) as u64,
-            udp_timeout_ns: l4.udp_timeout.as_nanos().min(u64::MAX.into()) as u64,
+            tcp_timeout_jiffies: jiffies(l4.tcp_timeout),
+            udp_timeout_jiffies: jiffies(l4.udp_timeout),
             ..Default::default()
         })
     }
@@ -435,5 +499,71 @@ fn meta_encap(meta: &mut VipMeta, svc: &Service, l4: &L4Config) {
                 meta.encap_host_mask = host_mask(len, 128);
             }
         }
+    }
+}
+
+/// HZ values Linux is built with.
+const KNOWN_HZ: [u64; 5] = [100, 250, 300, 500, 1000];
+/// HZ assumed when it cannot be determined (the most common distribution setting).
+pub const FALLBACK_HZ: u64 = 250;
+
+/// The kernel's tick rate, for converting timeouts into the jiffies the XDP program
+/// compares (it reads `jiffies` because that is nearly free, unlike a nanosecond clock).
+///
+/// `/proc/timer_list` shows, in one snapshot, monotonic time (`now at N nsecs`) and
+/// `jiffies`, which started at `2^32 - 300 * HZ` at boot (INITIAL_JIFFIES), so
+/// `HZ = (jiffies - 2^32) / (now_s - 300)`; the estimate is snapped to the nearest value
+/// Linux supports. Falls back to [`FALLBACK_HZ`] (with a warning) when the file is missing.
+pub fn kernel_hz() -> u64 {
+    match std::fs::read_to_string("/proc/timer_list")
+        .ok()
+        .and_then(|t| hz_from_timer_list(&t))
+    {
+        Some(hz) => hz,
+        None => {
+            tracing::warn!(
+                hz = FALLBACK_HZ,
+                "cannot read HZ from /proc/timer_list; conntrack timeouts assume it"
+            );
+            FALLBACK_HZ
+        }
+    }
+}
+
+fn hz_from_timer_list(text: &str) -> Option<u64> {
+    let now_ns: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("now at "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let jiffies: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("jiffies: "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let secs = now_ns / 1e9 - 300.0;
+    if secs <= 1.0 {
+        return None;
+    }
+    let est = (jiffies - 4_294_967_296.0) / secs;
+    KNOWN_HZ
+        .iter()
+        .copied()
+        .min_by(|a, b| (*a as f64 - est).abs().total_cmp(&(*b as f64 - est).abs()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hz_from_a_timer_list_snapshot() {
+        // Taken on a HZ=250 kernel 2176 s after boot.
+        let t = "Timer List Version: v0.10\nnow at 2176677306967 nsecs\n\ncpu: 0\njiffies: 4295436401\n";
+        assert_eq!(hz_from_timer_list(t), Some(250));
+        assert_eq!(hz_from_timer_list("nothing"), None);
     }
 }

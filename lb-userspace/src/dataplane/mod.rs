@@ -4,7 +4,9 @@
 //! maps match. Maps are pinned under the instance's pin directory so `bpftool` can inspect
 //! them and a restarted daemon picks them up again.
 
+pub mod bench;
 pub mod decap;
+mod flows;
 mod l4;
 mod object;
 pub mod stats;
@@ -118,7 +120,7 @@ fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataPlaneError {
 pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    attached: Option<(String, AttachMode)>,
+    attached: Option<(String, AttachMode, aya::programs::xdp::XdpLinkId)>,
     /// Stable ids: a VIP keeps its id (stats index, table slots) across syncs and restarts.
     vip_ids: StdHashMap<VipKey, u32>,
     /// Stable backend indexes, so conntrack entries stay valid across syncs and restarts.
@@ -127,6 +129,9 @@ pub struct DataPlane {
     tables: StdHashMap<VipKey, Vec<u32>>,
     /// `[l4]` settings the next sync uses (`ipip` sources).
     l4: crate::config::L4Config,
+    /// Conntrack timeouts in jiffies, copied into every L4 VIP's meta.
+    tcp_timeout_jiffies: u32,
+    udp_timeout_jiffies: u32,
 }
 
 impl DataPlane {
@@ -183,6 +188,8 @@ impl DataPlane {
             backend_ids: StdHashMap::new(),
             tables: StdHashMap::new(),
             l4: crate::config::L4Config::default(),
+            tcp_timeout_jiffies: 0,
+            udp_timeout_jiffies: 0,
         };
         dp.adopt_pinned_ids()?;
         Ok(dp)
@@ -245,8 +252,8 @@ impl DataPlane {
                 AttachMode::Generic => XdpMode::Skb,
             };
             match prog.attach(interface, xdp_mode) {
-                Ok(_) => {
-                    self.attached = Some((interface.to_string(), m));
+                Ok(link) => {
+                    self.attached = Some((interface.to_string(), m, link));
                     return Ok(m);
                 }
                 Err(e) => tried.push((m, error_chain(&e))),
@@ -260,7 +267,22 @@ impl DataPlane {
 
     /// Where the program is attached, if it is.
     pub fn attached(&self) -> Option<(&str, AttachMode)> {
-        self.attached.as_ref().map(|(i, m)| (i.as_str(), *m))
+        self.attached.as_ref().map(|(i, m, _)| (i.as_str(), *m))
+    }
+
+    /// Detaches the program (a VRRP backup); it stays loaded and the maps stay pinned, so
+    /// the next takeover only pays for the attach.
+    pub fn detach(&mut self) -> Result<(), DataPlaneError> {
+        let Some((_, _, link)) = self.attached.take() else {
+            return Ok(());
+        };
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        prog.detach(link).map_err(DataPlaneError::Program)
     }
 
     /// The fd of another program of the object (`lb_decap`, `xdp_pass_trivial`), loading

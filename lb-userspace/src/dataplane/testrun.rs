@@ -76,3 +76,34 @@ pub fn run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> std::io::Result<
         duration_ns: attr.duration,
     })
 }
+
+/// One run of `packet` (repeat 1) writing the output into `out`, for tight benchmark
+/// loops that must not allocate: returns (action, kernel-measured nanoseconds).
+pub fn run_timed(
+    prog: BorrowedFd<'_>,
+    packet: &[u8],
+    out: &mut [u8],
+) -> std::io::Result<(u32, u32)> {
+    let mut attr = TestAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: packet.len() as u32,
+        data_size_out: out.len() as u32,
+        data_in: packet.as_ptr() as u64,
+        data_out: out.as_mut_ptr() as u64,
+        repeat: 1,
+        ..Default::default()
+    };
+    // SAFETY: attr points at valid buffers of the sizes given, alive for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut TestAttr,
+            std::mem::size_of::<TestAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((attr.retval, attr.duration))
+}
