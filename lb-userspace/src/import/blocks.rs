@@ -29,6 +29,9 @@ pub struct Stmt {
     pub end_line: usize,
 }
 
+/// Problems found, each with its 1-based line.
+pub type Errors = Vec<(usize, BlockError)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     Word(String),
@@ -36,7 +39,7 @@ enum Tok {
     Close,
 }
 
-fn tokenize(text: &str, comments: &[char]) -> (Vec<(usize, Tok)>, Vec<(usize, BlockError)>) {
+fn tokenize(text: &str, comments: &[char]) -> (Vec<(usize, Tok)>, Errors) {
     let mut toks = Vec::new();
     let mut errs = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -88,7 +91,7 @@ fn tokenize(text: &str, comments: &[char]) -> (Vec<(usize, Tok)>, Vec<(usize, Bl
 }
 
 /// Parses `text` into statements; structural errors come back with their lines.
-pub fn parse(text: &str, comments: &[char]) -> (Vec<Stmt>, Vec<(usize, BlockError)>) {
+pub fn parse(text: &str, comments: &[char]) -> (Vec<Stmt>, Errors) {
     let (toks, mut errs) = tokenize(text, comments);
     let mut pos = 0;
     let mut top = Vec::new();
@@ -109,7 +112,7 @@ fn block(
     toks: &[(usize, Tok)],
     pos: &mut usize,
     out: &mut Vec<Stmt>,
-    errs: &mut Vec<(usize, BlockError)>,
+    errs: &mut Errors,
 ) -> Option<usize> {
     let mut cur: Option<Stmt> = None;
     while let Some((line, tok)) = toks.get(*pos) {

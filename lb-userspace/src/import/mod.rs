@@ -405,13 +405,13 @@ pub fn fmt_duration(d: Duration) -> String {
     let us = d.as_micros();
     if us == 0 {
         "0ms".into()
-    } else if us % 3_600_000_000 == 0 {
+    } else if us.is_multiple_of(3_600_000_000) {
         format!("{}h", us / 3_600_000_000)
-    } else if us % 60_000_000 == 0 && us >= 600_000_000 {
+    } else if us.is_multiple_of(60_000_000) && us >= 600_000_000 {
         format!("{}m", us / 60_000_000)
-    } else if us % 1_000_000 == 0 {
+    } else if us.is_multiple_of(1_000_000) {
         format!("{}s", us / 1_000_000)
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         format!("{}ms", us / 1000)
     } else {
         format!("{us}us")
