@@ -5,7 +5,7 @@ use super::{
     announce::Announcer,
     iface::{self, Iface},
     packet::{self, Advert, RxPolicy},
-    socket::VrrpSocket,
+    socket::{Received, VrrpSocket},
     state::{Action, Heard, Machine, Params, State},
     status::{InstanceStatus, StatusBoard},
     Role, RoleEvent, VrrpError,
@@ -20,6 +20,15 @@ use tracing::{debug, info, warn};
 
 /// How often the link state of the interface is polled (FAULT detection).
 const LINK_POLL: Duration = Duration::from_millis(100);
+/// Most packets read per wakeup before the loop looks at timers and signals again.
+const RECV_BATCH: usize = 64;
+/// Most queued packets read before a master-down timeout is acted on.
+const DRAIN_MAX: usize = 4096;
+/// When the second GARP/NA burst follows a takeover. Linux ignores neighbour updates
+/// for an address within `locktime` (1 s) of the previous one unless they are
+/// recognised as gratuitous, and other stacks are stricter: keepalived repeats its burst
+/// after 5 s (`vrrp_garp_master_delay`) for the same reason.
+const GARP_REPEAT_DELAY: Duration = Duration::from_millis(1100);
 /// How long a transition waits for the daemon to attach or detach XDP.
 const ROLE_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a stopping master keeps the VIP after its successor spoke, at most: long
@@ -116,6 +125,7 @@ impl Instance {
             Vec::new()
         };
         let mut done = self.apply(&mut m, first, &mut held, &mut status).await;
+        let mut garp_again = held.then(|| Instant::now() + GARP_REPEAT_DELAY);
         if !link_up {
             status.state = State::Fault;
             status.transitions += 1;
@@ -136,9 +146,24 @@ impl Instance {
                     if late > Duration::from_millis(5) {
                         debug!(instance = %self.cfg.name, late_us = late.as_micros() as u64, "timer fired late");
                     }
-                    m.on_timer(now())
+                    let mut actions = Vec::new();
+                    if m.state() == State::Backup {
+                        // Before declaring the master dead, read what is queued: under a
+                        // flood its last advert may be waiting behind junk.
+                        for _ in 0..DRAIN_MAX {
+                            match self.sock.try_recv() {
+                                Some(r) => actions.extend(self.handle(&mut m, &mut status, &own, r)),
+                                None => break,
+                            }
+                        }
+                    }
+                    actions.extend(m.on_timer(now()));
+                    actions
                 }
                 _ = link_poll.tick() => {
+                    // Counters reach the status board here, not per packet: under a flood
+                    // every microsecond per packet counts.
+                    self.board.update(&status, false);
                     let up = link_running(&self.cfg.interface);
                     if up == link_up {
                         continue;
@@ -156,58 +181,96 @@ impl Instance {
                         a
                     }
                 }
+                _ = sleep_until(garp_again), if held && garp_again.is_some() => {
+                    garp_again = None;
+                    for _ in 0..self.cfg.garp_count {
+                        if let Err(e) = self.announcer.announce(&vips) {
+                            debug!(instance = %self.cfg.name, "second GARP burst: {e}");
+                            break;
+                        }
+                    }
+                    continue;
+                }
                 _ = tick(&mut refresh), if held && refresh.is_some() => {
                     if let Err(e) = self.announcer.announce(&vips) {
                         debug!(instance = %self.cfg.name, "GARP refresh: {e}");
                     }
                     continue;
                 }
-                r = self.sock.recv() => match r {
-                    Err(e) => {
-                        debug!(instance = %self.cfg.name, "VRRP receive: {e}");
-                        continue;
-                    }
-                    Ok(Err(reason)) => {
-                        status.count_drop(&reason);
-                        self.board.update(&status, false);
-                        continue;
-                    }
-                    Ok(Ok((meta, payload))) => {
-                        let policy = RxPolicy {
-                            vrid: self.cfg.vrid,
-                            priority: self.cfg.priority,
-                            peers: &self.cfg.unicast_peers,
-                            own: &own,
-                        };
-                        match packet::check(&payload, &meta, &policy) {
-                            Err(reason) => {
-                                if !matches!(reason, packet::DropReason::Vrid(_)) {
-                                    debug!(instance = %self.cfg.name, src = %meta.src, "advert dropped: {reason}");
-                                }
-                                status.count_drop(&reason);
-                                self.board.update(&status, false);
-                                continue;
-                            }
-                            Ok(adv) => {
-                                status.rx += 1;
-                                status.last_heard = Some((meta.src, adv.priority));
-                                self.board.update(&status, false);
-                                let heard = Heard {
-                                    priority: adv.priority,
-                                    interval: Duration::from_millis(u64::from(adv.interval_cs) * 10),
-                                    src: meta.src,
-                                };
-                                m.on_advert(now(), heard)
-                            }
+                r = self.sock.recv() => {
+                    // Read what else is queued in the same wakeup (up to a batch), so a
+                    // flood costs one pass through this loop per batch, not per packet;
+                    // stop early when a packet asks for action, to apply it in order.
+                    let mut actions = self.handle(&mut m, &mut status, &own, r);
+                    let mut n = 1;
+                    while actions.is_empty() && n < RECV_BATCH && !due(&m) {
+                        match self.sock.try_recv() {
+                            Some(r) => actions = self.handle(&mut m, &mut status, &own, r),
+                            None => break,
                         }
+                        n += 1;
                     }
-                },
+                    actions
+                }
             };
+            let was_held = held;
             done = self.apply(&mut m, actions, &mut held, &mut status).await;
+            if held && !was_held {
+                garp_again = Some(Instant::now() + GARP_REPEAT_DELAY);
+            }
         }
         status.state = State::Initialize;
         self.board.update(&status, true);
         info!(instance = %self.cfg.name, "VRRP instance stopped");
+    }
+
+    /// Classifies one received packet: counts it as dropped, or feeds it to the machine.
+    fn handle(
+        &self,
+        m: &mut Machine,
+        status: &mut InstanceStatus,
+        own: &[IpAddr],
+        r: std::io::Result<Received>,
+    ) -> Vec<Action> {
+        let (meta, payload) = match r {
+            Err(e) => {
+                debug!(instance = %self.cfg.name, "VRRP receive: {e}");
+                return Vec::new();
+            }
+            Ok(Err(reason)) => {
+                status.count_drop(&reason);
+                return Vec::new();
+            }
+            Ok(Ok(p)) => p,
+        };
+        let policy = RxPolicy {
+            vrid: self.cfg.vrid,
+            priority: self.cfg.priority,
+            peers: &self.cfg.unicast_peers,
+            own,
+        };
+        match packet::check(&payload, &meta, &policy) {
+            Err(reason) => {
+                status.count_drop(&reason);
+                // Logged at counts 1, 2, 4, 8, ...: a flood must not become a flood of
+                // log lines.
+                let n = status.drops.get(reason.index()).copied().unwrap_or(0);
+                if n.is_power_of_two() && !matches!(reason, packet::DropReason::Vrid(_)) {
+                    debug!(instance = %self.cfg.name, src = %meta.src, count = n, "advert dropped: {reason}");
+                }
+                Vec::new()
+            }
+            Ok(adv) => {
+                status.rx += 1;
+                status.last_heard = Some((meta.src, adv.priority));
+                let heard = Heard {
+                    priority: adv.priority,
+                    interval: Duration::from_millis(u64::from(adv.interval_cs) * 10),
+                    src: meta.src,
+                };
+                m.on_advert(now(), heard)
+            }
+        }
     }
 
     /// Carries out the machine's actions; true once the instance has stopped.
@@ -231,7 +294,6 @@ impl Instance {
                     match self.sock.send(&adv) {
                         Ok(()) => {
                             status.tx += 1;
-                            self.board.update(status, false);
                         }
                         Err(e) => {
                             status.tx_errors += 1;
@@ -335,6 +397,11 @@ impl Instance {
             }
         }
     }
+}
+
+/// Whether a timer of the machine is due (a receive batch yields to it).
+fn due(m: &Machine) -> bool {
+    m.deadline().is_some_and(|d| d <= std::time::Instant::now())
 }
 
 fn now() -> std::time::Instant {

@@ -62,6 +62,9 @@ pub enum VrrpError {
     /// Announcement socket setup failed.
     #[error(transparent)]
     Announce(#[from] announce::AnnounceError),
+    /// The membership thread or its runtime could not be started.
+    #[error("vrrp: cannot start the membership thread: {0}")]
+    Runtime(#[source] std::io::Error),
     /// The netlink connection could not be opened.
     #[error(transparent)]
     Netlink(#[from] crate::netlink_addr::NetlinkAddrError),
@@ -88,54 +91,67 @@ pub struct RoleEvent {
     pub done: oneshot::Sender<()>,
 }
 
-/// The running instances.
+/// The running instances, on their own thread.
+///
+/// Membership runs on a dedicated thread with its own single-threaded runtime and a
+/// raised scheduling priority (nice -10 when allowed): a busy proxy, or a flood of junk
+/// adverts handled by the same runtime, must not delay the master's adverts, or the
+/// backups take over and the roles flap. keepalived has `vrrp_rt_priority` for the same
+/// reason.
 pub struct Membership {
     stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    abort: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
     board: Arc<StatusBoard>,
 }
 
 impl Membership {
     /// Starts one task per configured instance; role changes arrive on `events`. The
-    /// status file goes to `status_path` if given.
+    /// status file goes to `status_path` if given. Returns once every instance's sockets
+    /// are open (or with the first error).
     pub async fn start(
         configs: &[VrrpConfig],
         status_path: Option<PathBuf>,
         events: mpsc::Sender<RoleEvent>,
     ) -> Result<Self, VrrpError> {
         let (stop, stop_rx) = watch::channel(false);
+        let (abort, abort_rx) = oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = oneshot::channel::<Result<(), VrrpError>>();
+        let (done_tx, done) = oneshot::channel::<()>();
         let board = Arc::new(StatusBoard::new(status_path));
-        let addrs = AddrHandle::new()?;
-        let mut instances = Vec::with_capacity(configs.len());
-        for cfg in configs {
-            instances.push(
-                Instance::open(
-                    cfg.clone(),
-                    addrs.clone(),
-                    events.clone(),
-                    stop_rx.clone(),
-                    board.clone(),
-                    PRIMARY_WAIT,
-                )
-                .await?,
-            );
-        }
-        let mut tasks = JoinSet::new();
-        for i in instances {
-            tasks.spawn(i.run());
-        }
+        let configs = configs.to_vec();
         let b = board.clone();
-        let mut flush_stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(status::FLUSH_INTERVAL);
-            loop {
-                tokio::select! {
-                    _ = t.tick() => b.flush(),
-                    _ = flush_stop.changed() => { b.flush(); break; }
-                }
-            }
-        });
-        Ok(Self { stop, tasks, board })
+        std::thread::Builder::new()
+            .name("lb-vrrp".into())
+            .spawn(move || {
+                raise_priority();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(VrrpError::Runtime(e)));
+                        return;
+                    }
+                };
+                rt.block_on(run_all(configs, b, events, stop_rx, abort_rx, ready_tx));
+                drop(rt);
+                let _ = done_tx.send(());
+            })
+            .map_err(VrrpError::Runtime)?;
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Self {
+                stop,
+                abort: Some(abort),
+                done: Some(done),
+                board,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(VrrpError::Runtime(std::io::Error::other(
+                "membership thread died",
+            ))),
+        }
     }
 
     /// Starts the graceful stop of every instance (a master hands over first).
@@ -143,14 +159,20 @@ impl Membership {
         let _ = self.stop.send(true);
     }
 
-    /// Waits for the next instance to finish; `None` when all have.
+    /// Waits until every instance has finished; then (and on every later call) `None`.
     pub async fn join_next(&mut self) -> Option<()> {
-        self.tasks.join_next().await.map(|_| ())
+        if let Some(done) = self.done.as_mut() {
+            let _ = done.await;
+            self.done = None;
+        }
+        None
     }
 
     /// Ends every instance at once, without a handover (a second signal).
     pub fn abort(&mut self) {
-        self.tasks.abort_all();
+        if let Some(a) = self.abort.take() {
+            let _ = a.send(());
+        }
     }
 
     /// The current status lines.
@@ -158,9 +180,89 @@ impl Membership {
         self.board.lines()
     }
 
+    /// A function rendering the current status, for the admin socket's `show vrrp`.
+    pub fn reporter(&self) -> Arc<dyn Fn() -> String + Send + Sync> {
+        let board = Arc::clone(&self.board);
+        Arc::new(move || board.lines().join("\n"))
+    }
+
     /// Writes out the final status.
     pub fn finish(&self) {
         self.board.flush();
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// The membership thread's main task: open every instance, run them, flush the status.
+async fn run_all(
+    configs: Vec<VrrpConfig>,
+    board: Arc<StatusBoard>,
+    events: mpsc::Sender<RoleEvent>,
+    stop_rx: watch::Receiver<bool>,
+    abort_rx: oneshot::Receiver<()>,
+    ready: oneshot::Sender<Result<(), VrrpError>>,
+) {
+    let opened = async {
+        let addrs = AddrHandle::new()?;
+        let mut instances = Vec::with_capacity(configs.len());
+        for cfg in &configs {
+            let i = Instance::open(
+                cfg.clone(),
+                addrs.clone(),
+                events.clone(),
+                stop_rx.clone(),
+                board.clone(),
+                PRIMARY_WAIT,
+            )
+            .await?;
+            instances.push(i);
+        }
+        Ok::<_, VrrpError>(instances)
+    }
+    .await;
+    drop(events);
+    let instances = match opened {
+        Ok(i) => {
+            let _ = ready.send(Ok(()));
+            i
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut tasks = JoinSet::new();
+    for i in instances {
+        tasks.spawn(i.run());
+    }
+    let mut flush = tokio::time::interval(status::FLUSH_INTERVAL);
+    let mut abort_rx = abort_rx;
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => if r.is_none() { break },
+            _ = flush.tick() => board.flush(),
+            _ = &mut abort_rx => break,
+        }
+    }
+    board.flush();
+}
+
+/// Asks for nice -10 for this thread; without CAP_SYS_NICE the default stays.
+fn raise_priority() {
+    // SAFETY: gettid and setpriority have no memory-safety preconditions.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, -10) != 0 {
+            tracing::debug!(
+                "membership thread keeps its priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
     }
 }
 

@@ -20,6 +20,8 @@ use std::{
 };
 use tokio::io::unix::AsyncFd;
 
+/// Receive buffer size of the receiving socket, in bytes.
+const RCVBUF: libc::c_int = 4 << 20;
 /// Largest packet we read; adverts are at most 8 + 255 x 16 bytes plus an IP header.
 const RECV_BUF: usize = 4200;
 
@@ -90,6 +92,11 @@ impl VrrpSocket {
             0,
         )])
         .map_err(setup("SO_ATTACH_FILTER"))?;
+        // A deep receive queue, so a burst of junk does not push the master's adverts out
+        // before we get to read them (SO_RCVBUFFORCE as root, else capped by rmem_max).
+        if setsockopt_int(&rx, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF).is_err() {
+            let _ = rx.set_recv_buffer_size(RCVBUF as usize);
+        }
         let multicast = peers.is_empty();
         match src {
             IpAddr::V4(a) => {
@@ -174,6 +181,16 @@ impl VrrpSocket {
             }
         }
         first_err.map_or(Ok(()), Err)
+    }
+
+    /// Reads a packet that is already queued, without waiting; `None` when none is.
+    pub fn try_recv(&self) -> Option<io::Result<Received>> {
+        let s = self.rx.get_ref();
+        let r = if self.v6 { recv_v6(s) } else { recv_v4(s) };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            r => Some(r),
+        }
     }
 
     /// Waits for the next packet.
