@@ -107,6 +107,25 @@ impl AddrHandle {
         }
     }
 
+    /// Whether `addr` on interface `ifindex` is still tentative (IPv6 duplicate address
+    /// detection running): the kernel refuses to send from it until DAD is done.
+    pub async fn is_tentative(&self, ifindex: u32, addr: IpAddr) -> Result<bool, rtnetlink::Error> {
+        let mut found = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(ifindex)
+            .set_address_filter(addr)
+            .execute();
+        let Some(msg) = found.try_next().await? else {
+            return Ok(false);
+        };
+        let in_attr = msg.attributes.iter().any(
+            |a| matches!(a, AddressAttribute::Flags(f) if f.contains(AddressFlags::Tentative)),
+        );
+        Ok(in_attr || msg.header.flags.contains(AddressHeaderFlags::Tentative))
+    }
+
     /// Whether `addr` is currently on interface `ifindex`.
     pub async fn has(&self, ifindex: u32, addr: IpAddr) -> Result<bool, rtnetlink::Error> {
         let mut found = self

@@ -244,11 +244,18 @@ fn vrrp_forged_priority_from_a_non_peer_is_ignored() {
     lab.wait_vip(LB1, Duration::from_secs(10)).unwrap();
     let _d2 = lab.start_lb(LB2, &o2).unwrap();
     wait_state(&lab, LB2, "BACKUP", Duration::from_secs(5)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        lab.lb_counter(LB2, "rx") > 0,
-        "unicast adverts do not arrive: {:?}",
-        lab.lb_status(LB2)
+    lb_tests::netns::wait_for(|| lab.lb_counter(LB2, "rx") > 0, Duration::from_secs(3))
+        .unwrap_or_else(|_| {
+            panic!(
+                "unicast adverts do not arrive: {:?}\nlb1: {:?}\n{}",
+                lab.lb_status(LB2),
+                lab.lb_status(LB1),
+                lab.lb_log(LB2)
+            )
+        });
+    assert_eq!(
+        lab.lb_status(LB2).get("state").map(String::as_str),
+        Some("BACKUP")
     );
     let before = (
         lab.lb_counter(LB1, "transitions"),

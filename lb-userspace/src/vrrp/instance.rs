@@ -68,7 +68,19 @@ impl Instance {
                 })?
                 .ok_or_else(|| VrrpError::NoInterface(cfg.interface.clone()))?;
             if let Some(src) = iface.primary(cfg.is_ipv6(), &vip_addrs) {
-                break (iface, src);
+                // An IPv6 link-local address under DAD cannot send yet: starting now would
+                // make us a deaf-and-mute master for a second (split brain at boot).
+                let tentative =
+                    src.is_ipv6() && addrs.is_tentative(iface.index, src).await.unwrap_or(false);
+                if !tentative {
+                    break (iface, src);
+                }
+                if Instant::now() >= deadline {
+                    warn!(instance = %cfg.name, %src, "link-local address still tentative; starting anyway");
+                    break (iface, src);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
             if Instant::now() >= deadline {
                 return Err(VrrpError::NoPrimary {

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -34,23 +34,41 @@ pub const LB1: usize = 1;
 /// The lower-priority node.
 pub const LB2: usize = 2;
 
+/// One lab at a time per test binary: the timing these tests measure (takeover within
+/// tens of milliseconds) is not worth measuring while another lab competes for the CPUs.
+static SERIAL: Mutex<()> = Mutex::new(());
+/// Numbers keepalived runs, for their pid file directories.
+static KA_STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A client, two load balancer nodes, and optionally more hosts, on one bridge.
 pub struct Lab {
     pub topo: Topology,
     pub dir: PathBuf,
     instances: Vec<String>,
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Lab {
     /// Builds the topology; `hosts` >= 3.
     pub fn new(prefix: &str, hosts: usize) -> Result<Lab> {
-        let topo = Topology::builder(prefix).hosts(hosts).build()?;
+        Self::build(prefix, hosts, false)
+    }
+
+    /// [`Lab::new`] with IPv6 addresses (2001:db8:0:S::N/64) as well.
+    pub fn new_v6(prefix: &str, hosts: usize) -> Result<Lab> {
+        Self::build(prefix, hosts, true)
+    }
+
+    fn build(prefix: &str, hosts: usize, ipv6: bool) -> Result<Lab> {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let topo = Topology::builder(prefix).hosts(hosts).ipv6(ipv6).build()?;
         let dir = std::env::temp_dir().join(format!("{}-files", topo.host(LB1).ns().name()));
         std::fs::create_dir_all(&dir)?;
         Ok(Lab {
             topo,
             dir,
             instances: Vec::new(),
+            _serial: serial,
         })
     }
 
@@ -66,6 +84,25 @@ impl Lab {
     pub fn vip(&self) -> Ipv4Addr {
         let o = self.host(CLIENT).ipv4().octets();
         Ipv4Addr::new(o[0], o[1], o[2], VIP_OCTET)
+    }
+
+    /// The IPv6 VIP: ::99 in the lab's /64.
+    pub fn vip6(&self) -> std::net::Ipv6Addr {
+        let s = self
+            .host(CLIENT)
+            .ipv6()
+            .map(|a| a.segments())
+            .unwrap_or_default();
+        std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, u16::from(VIP_OCTET))
+    }
+
+    /// The VIP a node config uses, with its prefix length.
+    fn vip_cidr(&self, node: &NodeOpts) -> (String, String) {
+        if node.ipv6 {
+            (self.vip6().to_string(), format!("{}/64", self.vip6()))
+        } else {
+            (self.vip().to_string(), format!("{}/24", self.vip()))
+        }
     }
 
     /// Starts `python3 -m http.server` in host `i`, answering `GET /node` with `name`.
@@ -144,10 +181,11 @@ vrid = {vrid}
 priority = {prio}
 advert_interval = "{ms}ms"
 preempt = {preempt}
-vips = ["{vip}/24"]
+vips = ["{cidr}"]
 unicast_peers = [{peers}]
 "#,
-            vip = self.vip(),
+            vip = self.vip_cidr(node).0,
+            cidr = self.vip_cidr(node).1,
             vrid = node.vrid,
             prio = node.priority,
             ms = node.interval_ms,
@@ -158,7 +196,11 @@ unicast_peers = [{peers}]
 
     /// Writes a keepalived config with the same timers and starts keepalived (VRRP only).
     pub fn start_keepalived(&self, i: usize, node: &NodeOpts) -> Result<NsProcess> {
-        let d = self.dir.join(format!("ka{i}"));
+        // A fresh directory per start: a killed keepalived's VRRP child may linger as a
+        // zombie (when nothing reaps orphans), and keepalived refuses to start while its
+        // pid files name a process that exists.
+        let n = KA_STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let d = self.dir.join(format!("ka{i}-{n}"));
         std::fs::create_dir_all(&d)?;
         let conf = d.join("keepalived.conf");
         let interval = format!("{}", node.interval_ms as f64 / 1000.0);
@@ -168,10 +210,10 @@ unicast_peers = [{peers}]
             format!(
                 "global_defs {{\n  vrrp_version 3\n  router_id lb{i}\n}}\n\
                  vrrp_instance web {{\n  state BACKUP\n  interface eth0\n  virtual_router_id {}\n  \
-                 priority {}\n  advert_int {interval}\n{nopreempt}  virtual_ipaddress {{\n    {}/24\n  }}\n}}\n",
+                 priority {}\n  advert_int {interval}\n{nopreempt}  virtual_ipaddress {{\n    {}\n  }}\n}}\n",
                 node.vrid,
                 node.priority,
-                self.vip()
+                self.vip_cidr(node).1
             ),
         )?;
         let log = std::fs::File::create(d.join("keepalived.log"))?;
@@ -193,6 +235,18 @@ unicast_peers = [{peers}]
         let vip = self.vip().to_string();
         self.ns(i)
             .exec_stdout(&["ip", "-4", "-o", "addr", "show", "dev", "eth0"])
+            .map(|s| {
+                s.split_whitespace()
+                    .any(|w| w.split('/').next() == Some(vip.as_str()))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Whether host `i` has the IPv6 VIP on eth0.
+    pub fn holds_vip6(&self, i: usize) -> bool {
+        let vip = self.vip6().to_string();
+        self.ns(i)
+            .exec_stdout(&["ip", "-6", "-o", "addr", "show", "dev", "eth0"])
             .map(|s| {
                 s.split_whitespace()
                     .any(|w| w.split('/').next() == Some(vip.as_str()))
@@ -270,6 +324,8 @@ pub struct NodeOpts {
     pub interval_ms: u32,
     pub preempt: bool,
     pub unicast_peers: Vec<IpAddr>,
+    /// An IPv6 virtual router (VIP 2001:db8:0:S::99/64) instead of IPv4.
+    pub ipv6: bool,
 }
 
 impl NodeOpts {
@@ -280,6 +336,7 @@ impl NodeOpts {
             interval_ms,
             preempt: true,
             unicast_peers: Vec::new(),
+            ipv6: false,
         }
     }
 }
