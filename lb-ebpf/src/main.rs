@@ -127,14 +127,19 @@ fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
             None => return drop(DropReason::NO_SERVICE),
         }
     };
+    // Counters are written once, at the end, so no map pointer lives across the helper
+    // calls in between.
     let bytes = (ctx.data_end() - ctx.data()) as u64;
-    let vip_stats = maps::count_vip(meta.id, bytes);
     if meta.mode == MODE_PASS {
+        maps::count_vip(meta.id, bytes, None);
         return Ok(xdp_action::XDP_PASS);
     }
     let choice = match conntrack::choose(k, meta) {
         Ok(c) => c,
-        Err(reason) => return drop(reason),
+        Err(reason) => {
+            maps::count_vip(meta.id, bytes, None);
+            return drop(reason);
+        }
     };
     let result = match meta.mode {
         MODE_DSR => forward::dsr(ctx, &choice.backend),
@@ -143,20 +148,14 @@ fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
     };
     match result {
         Ok(action) => {
-            if let Some(s) = vip_stats {
-                // SAFETY: per-CPU slot of this CPU.
-                unsafe {
-                    if choice.new_flow {
-                        (*s).new_flows += 1;
-                    } else {
-                        (*s).ct_hits += 1;
-                    }
-                }
-            }
+            maps::count_vip(meta.id, bytes, Some(choice.new_flow));
             maps::count_backend(choice.index, bytes, choice.new_flow);
             Ok(action)
         }
-        Err(reason) => drop(reason),
+        Err(reason) => {
+            maps::count_vip(meta.id, bytes, None);
+            drop(reason)
+        }
     }
 }
 

@@ -125,17 +125,22 @@ pub fn insert_flow(key: &FlowKey, state: &FlowState) {
     };
 }
 
-/// Adds one packet of `bytes` to the VIP's per-CPU counters; `new_flow` says whether it
-/// was assigned by Maglev (else it was a conntrack hit).
+/// Adds one packet of `bytes` to the VIP's per-CPU counters; `forwarded` says whether it
+/// went to a backend as a new flow (`Some(true)`) or from conntrack (`Some(false)`).
 #[inline(always)]
-pub fn count_vip(id: u32, bytes: u64) -> Option<*mut VipStats> {
-    let s = VIP_STATS.get_ptr_mut(id)?;
-    // SAFETY: per-CPU slot; only this CPU writes it while the program runs.
-    unsafe {
-        (*s).packets += 1;
-        (*s).bytes += bytes;
+pub fn count_vip(id: u32, bytes: u64, forwarded: Option<bool>) {
+    if let Some(s) = VIP_STATS.get_ptr_mut(id) {
+        // SAFETY: per-CPU slot; only this CPU writes it while the program runs.
+        unsafe {
+            (*s).packets += 1;
+            (*s).bytes += bytes;
+            match forwarded {
+                Some(true) => (*s).new_flows += 1,
+                Some(false) => (*s).ct_hits += 1,
+                None => {}
+            }
+        }
     }
-    Some(s)
 }
 
 /// Adds one packet to a backend's per-CPU counters.

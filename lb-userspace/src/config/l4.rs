@@ -62,7 +62,8 @@ pub struct RawL4Server {
 /// Global L4 settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct L4Config {
-    /// Conntrack LRU size (entries).
+    /// Conntrack LRU size (entries), per address family (IPv4 and IPv6 flows have a table
+    /// each).
     pub conntrack_size: u32,
     /// Idle time after which a TCP flow is re-picked.
     pub tcp_timeout: Duration,
@@ -249,4 +250,106 @@ pub(crate) fn validate_servers(
         out.push(L4Backend { name, addr, weight });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{self, ConfigError, ServiceMode};
+    use std::path::Path;
+
+    const BASE: &str = "[xdp]\ninterface = \"eth0\"\n";
+
+    fn parse(body: &str) -> Result<config::Config, ConfigError> {
+        config::parse(Path::new("l4.toml"), &format!("{BASE}{body}"))
+    }
+
+    fn invalid_key(body: &str) -> String {
+        match parse(body) {
+            Err(ConfigError::Invalid { key, .. }) => key,
+            other => panic!("expected an invalid value, got {other:?}"),
+        }
+    }
+
+    const DSR: &str = r#"
+[[service]]
+name = "web"
+vip = "198.18.0.100"
+port = 80
+mode = "dsr"
+[[service.server]]
+name = "a"
+address = "198.18.0.11"
+[[service.server]]
+name = "b"
+address = "198.18.0.12"
+weight = 3
+"#;
+
+    #[test]
+    fn dsr_service_with_servers() {
+        let c = parse(DSR).unwrap();
+        let s = &c.services[0];
+        assert_eq!(s.mode, ServiceMode::Dsr);
+        assert_eq!(s.table_size, crate::maglev::DEFAULT_TABLE_SIZE);
+        assert_eq!(s.backends.len(), 2);
+        assert_eq!((s.backends[0].weight, s.backends[1].weight), (1, 3));
+        assert_eq!(c.l4.conntrack_size, super::DEFAULT_CONNTRACK_SIZE);
+    }
+
+    #[test]
+    fn l4_table_and_timeouts() {
+        let c = parse(&format!(
+            "[l4]\nconntrack_size = 4096\ntcp_timeout = 60\nudp_timeout = 5\nipip_source_v4 = \"198.18.255.0/24\"\n{DSR}"
+        ))
+        .unwrap();
+        assert_eq!(c.l4.conntrack_size, 4096);
+        assert_eq!(c.l4.tcp_timeout.as_secs(), 60);
+        assert_eq!(c.l4.udp_timeout.as_secs(), 5);
+        assert_eq!(
+            c.l4.ipip_source_v4,
+            Some(("198.18.255.0".parse().unwrap(), 24))
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(
+            invalid_key(&DSR.replace("mode = \"dsr\"", "mode = \"ipip\"")),
+            "service[0].mode",
+            "ipip needs l4.ipip_source_v4"
+        );
+        assert_eq!(
+            invalid_key(&DSR.replace("port = 80\n", "port = 80\ntable_size = 16380\n")),
+            "service[0].table_size"
+        );
+        assert_eq!(
+            invalid_key(&DSR.replace("198.18.0.12", "198.18.0.11")),
+            "service[0].server[1].address"
+        );
+        assert_eq!(
+            invalid_key(&DSR.replace("weight = 3", "weight = -1")),
+            "service[0].server[1].weight"
+        );
+        assert_eq!(
+            invalid_key(&format!("[l4]\nipip_source_v6 = \"2001:db8::/64\"\n{DSR}")),
+            "l4.ipip_source_v6"
+        );
+        let v6_server = format!(
+            "[l4]\nipip_source_v4 = \"198.18.255.0/24\"\n{}",
+            DSR.replace("mode = \"dsr\"", "mode = \"ipip\"")
+                .replace("198.18.0.12", "2001:db8::12")
+        );
+        assert_eq!(invalid_key(&v6_server), "service[0].server[1].address");
+        assert_eq!(
+            invalid_key(&format!("[l4]\nconntrack_size = 10\n{DSR}")),
+            "l4.conntrack_size"
+        );
+    }
+
+    #[test]
+    fn l4_services_need_servers() {
+        let no_servers =
+            "[[service]]\nname = \"web\"\nvip = \"198.18.0.100\"\nport = 80\nmode = \"dsr\"\n";
+        assert_eq!(invalid_key(no_servers), "service[0].server");
+    }
 }

@@ -37,6 +37,7 @@ impl Decap {
         let mut loader = EbpfLoader::new();
         // The front program's maps are created too (one object); keep them tiny here.
         loader.map_max_entries(names::CONNTRACK, 1024);
+        loader.map_max_entries(names::CONNTRACK4, 1024);
         let mut ebpf = loader.load(&xdp_object()?).map_err(DataPlaneError::Load)?;
         {
             let mut map: HashMap<&mut MapData, VipAddrKey, u32> = ebpf

@@ -167,7 +167,9 @@ impl DataPlane {
         for (name, path) in &paths {
             loader.map_pin_path(name, path.as_path());
         }
+        // Each family has its own table of this size.
         loader.map_max_entries(names::CONNTRACK, conntrack_size);
+        loader.map_max_entries(names::CONNTRACK4, conntrack_size);
         let mut ebpf = loader.load(object).map_err(DataPlaneError::Load)?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM)
