@@ -84,7 +84,10 @@ impl Frontends {
                 Frontend { name, states, stats, task }
             })
             .collect();
-        Ok(Frontends { frontends, shutdown })
+        Ok(Frontends {
+            frontends,
+            shutdown,
+        })
     }
 
     /// Stops accepting, lets open connections finish for up to [`DRAIN_TIMEOUT`].

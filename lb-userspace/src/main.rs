@@ -38,12 +38,6 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Print the VRRP state and drop counters of each `[[vrrp]]` instance of a running daemon.
-    VrrpStatus {
-        /// The TOML config file of the instance.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
     /// Translate an HAProxy config (and a keepalived or Wackamole config for the VIP) into
     /// an lb config on stdout; every line that could not be translated is listed on stderr.
     /// Exit 0 printed, 1 unreadable input or the result fails `lb check`, 2 usage error.
@@ -104,6 +98,44 @@ enum Command {
         #[arg(long, default_value = "tcp")]
         protocol: String,
     },
+    /// Ask a running daemon: `lb show stat|info|servers state [SVC]|flows [VIP]|vrrp`.
+    Show {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// What to show, e.g. `stat`, `servers state webfarm`, `flows 198.18.0.99:80`.
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// Change a running daemon: `lb set server SVC/SRV state ready|drain|maint`,
+    /// `lb set server SVC/SRV health up|stopping|down`, `lb set weight SVC/SRV N|N%`.
+    Set {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// The rest of the command, e.g. `server webfarm/webA state drain`.
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// Take a server out of maintenance: `lb enable server SVC/SRV`.
+    Enable {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// `server SVC/SRV`.
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// Put a server into maintenance: `lb disable server SVC/SRV`.
+    Disable {
+        #[command(flatten)]
+        target: AdminTarget,
+        /// `server SVC/SRV`.
+        #[arg(required = true, num_args = 1..)]
+        what: Vec<String>,
+    },
+    /// Make a running daemon re-read its config file and apply the difference.
+    Reload {
+        #[command(flatten)]
+        target: AdminTarget,
+    },
     /// Per-packet cost of the XDP program via BPF_PROG_TEST_RUN (run by `cargo xtask bench`).
     #[command(hide = true)]
     XdpBench {
@@ -122,6 +154,43 @@ enum Command {
     },
 }
 
+/// Which daemon an admin command goes to.
+#[derive(clap::Args)]
+struct AdminTarget {
+    /// The admin socket [default: the `[admin] socket` of --config, else /run/lb/default.sock].
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The config file of the running instance (names its admin socket).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+}
+
+impl AdminTarget {
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        match &self.config {
+            Some(c) => Ok(config::load(c)?.admin.socket),
+            None => Ok(config::admin::default_socket(config::DEFAULT_INSTANCE)),
+        }
+    }
+}
+
+/// Sends one admin command and prints the reply; exits 1 on an error reply.
+fn admin(target: &AdminTarget, verb: &str, words: &[String]) -> ExitCode {
+    let socket = match target.socket() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("lb: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut line = vec![verb.to_string()];
+    line.extend_from_slice(words);
+    lb::admin::client::run(&socket, &line)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -133,6 +202,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Show { target, what } => return admin(&target, "show", &what),
+        Command::Set { target, what } => return admin(&target, "set", &what),
+        Command::Enable { target, what } => return admin(&target, "enable", &what),
+        Command::Disable { target, what } => return admin(&target, "disable", &what),
+        Command::Reload { target } => return admin(&target, "reload", &[]),
         Command::Run { config } => run_daemon(config),
         Command::Check { config } => check(config),
         Command::Import {
@@ -378,23 +452,12 @@ fn explain(
     Ok(())
 }
 
-fn vrrp_status(path: PathBuf) -> anyhow::Result<()> {
-    let cfg = config::load(&path)?;
-    let file = lb::vrrp::status_path(&cfg.instance);
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("no VRRP status at {} (is `lb run` running with [[vrrp]]?)", file.display()))?;
-    print!("{text}");
-    Ok(())
-}
-
 fn xdp_bench(calls: u64, runs: usize, cpu: usize, bpffs: &std::path::Path) -> anyhow::Result<()> {
     let object = dataplane::xdp_object()?;
     println!(
         "BPF_PROG_TEST_RUN, repeat = 1, {calls} calls x {runs} runs per case, pinned to CPU {cpu}"
     );
-    println!(
-        "mean kernel-reported ns per call: min / median / max over runs; ratio = median / trivial median"
-    );
+    println!("mean kernel-reported ns per call: min / median / max over runs; ratio = median / trivial median");
     let results = dataplane::bench::run(&object, bpffs, calls, runs, cpu)?;
     let base = results
         .first()
@@ -413,5 +476,14 @@ fn xdp_bench(calls: u64, runs: usize, cpu: usize, bpffs: &std::path::Path) -> an
             med / base
         );
     }
+    Ok(())
+}
+
+fn vrrp_status(path: PathBuf) -> anyhow::Result<()> {
+    let cfg = config::load(&path)?;
+    let file = lb::vrrp::status_path(&cfg.instance);
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("no VRRP status at {} (is `lb run` running with [[vrrp]]?)", file.display()))?;
+    print!("{text}");
     Ok(())
 }

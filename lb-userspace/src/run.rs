@@ -1,17 +1,29 @@
 //! `lb run`: set up the data plane from a config and serve until told to stop.
+//!
+//! This task owns the data plane: it alone calls into [`DataPlane`]. Health checks and
+//! admin commands change server statuses in [`Control`], which publishes them; this loop
+//! turns each publication into one map sync.
 
 use crate::{
+    admin::{AdminHandler, AdminOptions, AdminServer, AdminServerError, VipFilter},
     config::{self, Config, ConfigError},
-    dataplane::{self, DataPlane, DataPlaneError},
+    control::{self, Control, L4State, PlaneRequest, ServerStatus},
+    dataplane::{self, DataPlane, DataPlaneError, L2Map},
+    http_frontends::Frontends,
     preflight::{self, PreflightError},
-    vrrp::{self, Role, VrrpError},
+    vrrp::{self, Membership, Role, RoleEvent, VrrpError},
 };
-use std::{net::IpAddr, path::Path, time::Duration};
-use tokio::signal::unix::{signal, SignalKind};
+use std::{fmt::Write, net::IpAddr, path::Path, sync::Arc, time::Duration};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::watch,
+};
 use tracing::{info, warn};
 
 /// How long a sync waits for backends' neighbour entries to resolve.
 pub const NEIGH_TIMEOUT: Duration = Duration::from_secs(3);
+/// Most conntrack entries `show flows` prints.
+pub const SHOW_FLOWS_LIMIT: usize = 1000;
 
 /// Why `lb run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +37,12 @@ pub enum RunError {
     /// Loading, pinning, writing maps or attaching failed.
     #[error(transparent)]
     DataPlane(#[from] DataPlaneError),
+    /// An HTTP service's listener could not be opened.
+    #[error(transparent)]
+    Listen(#[from] crate::http_frontends::ListenError),
+    /// The admin socket could not be opened.
+    #[error(transparent)]
+    Admin(#[from] AdminServerError),
     /// VRRP membership could not start.
     #[error(transparent)]
     Vrrp(#[from] VrrpError),
@@ -40,13 +58,13 @@ pub fn prepare(config: &Config) -> Result<DataPlane, RunError> {
     preflight::check_interface(&config.xdp.interface)?;
     preflight::check_bpffs(&config.xdp.bpffs)?;
     let mut dp = DataPlane::load_with(&config.pin_dir(), config.l4.conntrack_size)?;
-    sync_l4(&mut dp, config)?;
+    dp.configure_l4(&config.l4)?;
     Ok(dp)
 }
 
-/// Resolves the L4 backends' Ethernet addresses and makes the maps match `config`.
-/// Backends that do not resolve are logged and left without new flows.
-pub fn sync_l4(dp: &mut DataPlane, config: &Config) -> Result<(), RunError> {
+/// Resolves the L4 backends' Ethernet addresses. Backends that do not resolve are logged
+/// and get no flows until a reload resolves them.
+pub fn resolve_l2(config: &Config) -> Result<L2Map, RunError> {
     let mut backends: Vec<IpAddr> = config
         .services
         .iter()
@@ -55,217 +73,333 @@ pub fn sync_l4(dp: &mut DataPlane, config: &Config) -> Result<(), RunError> {
         .collect();
     backends.sort();
     backends.dedup();
-    let l2 = if backends.is_empty() {
-        dataplane::L2Map::new()
-    } else {
-        let ifindex = preflight::check_interface(&config.xdp.interface)?;
-        let (l2, failed) = crate::neigh::resolve(ifindex, &backends, NEIGH_TIMEOUT);
-        for (addr, why) in failed {
-            warn!(backend = %addr, error = %why, "backend unreachable; it gets no flows");
-        }
-        l2
-    };
-    dp.configure_l4(&config.l4)?;
-    dp.sync(&config.services, &l2)?;
+    if backends.is_empty() {
+        return Ok(L2Map::new());
+    }
+    let ifindex = preflight::check_interface(&config.xdp.interface)?;
+    let (l2, failed) = crate::neigh::resolve(ifindex, &backends, NEIGH_TIMEOUT);
+    for (addr, why) in failed {
+        warn!(backend = %addr, error = %why, "backend unreachable; it gets no flows");
+    }
+    Ok(l2)
+}
+
+/// Makes the maps match `config` as the server statuses allow: draining or NOLB servers
+/// keep their flows but get no new ones; DOWN or maintenance servers' flows are re-picked.
+pub fn apply_l4(
+    dp: &mut DataPlane,
+    config: &Config,
+    l2: &L2Map,
+    statuses: &[Vec<ServerStatus>],
+) -> Result<(), RunError> {
+    let (services, down) = control::effective_l4(config, statuses);
+    let reachable: L2Map = l2
+        .iter()
+        .filter(|(a, _)| !down.contains(a))
+        .map(|(a, l)| (*a, *l))
+        .collect();
+    dp.sync(&services, &reachable)?;
     Ok(())
 }
 
-/// SIGHUP: re-reads the config and applies the L4 services. An invalid file, or one that
-/// changes what only a restart can (instance, XDP attachment, conntrack size), leaves the
-/// running config in place.
-fn reload(path: &Path, current: &Config, dp: &mut DataPlane) -> Option<Config> {
-    let new = match config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
+/// Everything the run loop owns.
+struct Daemon {
+    path: std::path::PathBuf,
+    config: Config,
+    dp: DataPlane,
+    l2: L2Map,
+    control: Arc<Control>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Daemon {
+    /// SIGHUP or `lb reload`: validate the new file, keep the running config when it is
+    /// invalid or changes what only a restart can, else apply it.
+    fn reload(&mut self) -> Result<String, String> {
+        let new = config::load(&self.path).map_err(|e| {
             warn!(error = %e, "reload refused; keeping the running config");
-            return None;
+            format!("reload refused, running config kept: {e}")
+        })?;
+        if new.instance != self.config.instance
+            || new.xdp != self.config.xdp
+            || new.l4.conntrack_size != self.config.l4.conntrack_size
+            || new.admin != self.config.admin
+        {
+            let msg = "reload refused: instance, [xdp], [admin] and l4.conntrack_size need a restart; running config kept";
+            warn!("{msg}");
+            return Err(msg.into());
         }
-    };
-    if new.instance != current.instance
-        || new.xdp != current.xdp
-        || new.l4.conntrack_size != current.l4.conntrack_size
-    {
-        warn!("reload refused: instance, [xdp] and l4.conntrack_size need a restart; keeping the running config");
-        return None;
-    }
-    match tokio::task::block_in_place(|| sync_l4(dp, &new)) {
-        Ok(()) => {
-            info!(services = new.services.len(), "config reloaded");
-            Some(new)
-        }
-        Err(e) => {
+        let http_changed = http_services(&new) != http_services(&self.config);
+        let l2 = tokio::task::block_in_place(|| resolve_l2(&new)).map_err(|e| e.to_string())?;
+        let old = std::mem::replace(&mut self.config, new);
+        let old_l2 = std::mem::replace(&mut self.l2, l2);
+        self.control
+            .reconfigure(Arc::new(self.config.clone()), self.stop.clone());
+        let applied = self
+            .dp
+            .configure_l4(&self.config.l4)
+            .map_err(RunError::from)
+            .and_then(|()| {
+                apply_l4(
+                    &mut self.dp,
+                    &self.config,
+                    &self.l2,
+                    &self.control.statuses(),
+                )
+            });
+        if let Err(e) = applied {
             warn!(error = %e, "reload failed while writing the data plane; restoring the running config");
-            if let Err(e) = tokio::task::block_in_place(|| sync_l4(dp, current)) {
+            self.config = old;
+            self.l2 = old_l2;
+            self.control
+                .reconfigure(Arc::new(self.config.clone()), self.stop.clone());
+            let _ = self.dp.configure_l4(&self.config.l4);
+            if let Err(e) = apply_l4(
+                &mut self.dp,
+                &self.config,
+                &self.l2,
+                &self.control.statuses(),
+            ) {
                 warn!(error = %e, "restoring the running config failed");
             }
-            None
+            return Err(format!("reload failed, running config restored: {e}"));
+        }
+        let mut msg = format!("config reloaded: {} services", self.config.services.len());
+        if http_changed {
+            msg.push_str("; changes to http services take effect at the next restart");
+            warn!("changes to http services take effect at the next restart");
+        }
+        info!("{msg}");
+        Ok(msg)
+    }
+
+    /// A new server status publication: rewrite the L4 maps.
+    fn on_status(&mut self, st: &L4State) {
+        let started = std::time::Instant::now();
+        match apply_l4(&mut self.dp, &self.config, &self.l2, &st.servers) {
+            Ok(()) => {
+                if let Some(t) = st.decided_at {
+                    info!(
+                        latency_us = t.elapsed().as_micros() as u64,
+                        sync_us = started.elapsed().as_micros() as u64,
+                        generation = st.generation,
+                        "XDP maps updated after a health decision"
+                    );
+                }
+            }
+            Err(e) => warn!(error = %e, "updating the L4 maps failed"),
         }
     }
+
+    /// Attaches XDP (blocking for the few ms the kernel needs, off the async workers).
+    fn attach(&mut self) -> Result<(), RunError> {
+        let x = self.config.xdp.clone();
+        let mode = tokio::task::block_in_place(|| {
+            self.dp.attach(&x.interface, x.mode, x.generic_fallback)
+        })?;
+        info!(interface = %x.interface, mode = mode.as_str(), "XDP attached");
+        Ok(())
+    }
+
+    /// A VRRP role change: XDP is attached while any instance is MASTER. Each instance
+    /// adds and removes its own VIPs; the maps stay pinned throughout, so conntrack and
+    /// counters survive a failover.
+    fn on_role(&mut self, ev: RoleEvent, masters: &mut std::collections::HashSet<String>) {
+        // L4 VIPs must be in XDP's hands before the VIP appears (the local stack would
+        // reset their flows); other VIPs are answered by the stack anyway, so their
+        // takeover does not wait for the attach.
+        let xdp_first = self.config.services.iter().any(|s| s.mode.is_l4());
+        let RoleEvent {
+            instance,
+            role,
+            done,
+        } = ev;
+        let mut done = Some(done);
+        match role {
+            Role::Master => {
+                masters.insert(instance);
+                if !xdp_first {
+                    if let Some(d) = done.take() {
+                        let _ = d.send(());
+                    }
+                }
+                if self.dp.attached().is_none() {
+                    if let Err(e) = self.attach() {
+                        tracing::error!("XDP attach on takeover: {e}");
+                    }
+                }
+            }
+            Role::Backup => {
+                masters.remove(&instance);
+                if masters.is_empty() && self.dp.attached().is_some() {
+                    match tokio::task::block_in_place(|| self.dp.detach()) {
+                        Ok(()) => {
+                            info!(interface = %self.config.xdp.interface, "XDP detached (no instance is MASTER)")
+                        }
+                        Err(e) => tracing::error!("XDP detach: {e}"),
+                    }
+                }
+            }
+        }
+        if let Some(d) = done {
+            let _ = d.send(());
+        }
+    }
+
+    fn show_flows(&self, filter: Option<VipFilter>) -> Result<String, String> {
+        let flows = self.dp.flows(SHOW_FLOWS_LIMIT).map_err(|e| e.to_string())?;
+        let mut out = String::from("# client vip proto backend_id\n");
+        for (k, v) in flows {
+            let (src, dst) = if k.family == lb_common::vip::FAMILY_V4 {
+                (
+                    IpAddr::from([k.src[0], k.src[1], k.src[2], k.src[3]]),
+                    IpAddr::from([k.dst[0], k.dst[1], k.dst[2], k.dst[3]]),
+                )
+            } else {
+                (IpAddr::from(k.src), IpAddr::from(k.dst))
+            };
+            if let Some(f) = filter {
+                if f.addr != dst || f.port.is_some_and(|p| p != k.dport) {
+                    continue;
+                }
+            }
+            let proto = if k.proto == lb_common::vip::PROTO_TCP {
+                "tcp"
+            } else {
+                "udp"
+            };
+            let _ = writeln!(
+                out,
+                "{src}:{} {dst}:{} {proto} {}",
+                k.sport, k.dport, v.backend
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn http_services(c: &Config) -> Vec<(&str, Option<&crate::l7::HttpService>)> {
+    c.services
+        .iter()
+        .filter(|s| s.http.is_some())
+        .map(|s| (s.name.as_str(), s.http.as_deref()))
+        .collect()
 }
 
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
-    let mut config = config::load(path)?;
+    let config = config::load(path)?;
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
 
     let mut dp = prepare(&config)?;
-    if !config.vrrp.is_empty() {
-        return serve_with_membership(&config, dp, &mut term, &mut int).await;
-    }
-    let mode = dp.attach(
-        &config.xdp.interface,
-        config.xdp.mode,
-        config.xdp.generic_fallback,
+    let l2 = tokio::task::block_in_place(|| resolve_l2(&config))?;
+    let http = Frontends::start(&config)?;
+    let (control, mut l4_rx, mut plane_rx) = Control::new(Arc::new(config.clone()), &http);
+    apply_l4(&mut dp, &config, &l2, &control.statuses())?;
+    let (stop_tx, stop) = watch::channel(false);
+    let admin = AdminServer::bind(
+        &config.admin.socket,
+        AdminOptions {
+            mode: config.admin.mode,
+            ..AdminOptions::default()
+        },
     )?;
-    info!(
-        instance = %config.instance,
-        interface = %config.xdp.interface,
-        mode = mode.as_str(),
-        pin_dir = %dp.pin_dir().display(),
-        services = config.services.len(),
-        "XDP attached; serving"
-    );
+    tokio::spawn(admin.serve(Arc::clone(&control) as Arc<dyn AdminHandler>, stop.clone()));
+    control.start_checks(stop.clone());
+
+    // Without VRRP this node always serves; with it, XDP follows the MASTER role.
+    let (role_tx, mut roles) = tokio::sync::mpsc::channel::<RoleEvent>(16);
+    let mut members = if config.vrrp.is_empty() {
+        let mode = dp.attach(
+            &config.xdp.interface,
+            config.xdp.mode,
+            config.xdp.generic_fallback,
+        )?;
+        info!(
+            instance = %config.instance,
+            interface = %config.xdp.interface,
+            mode = mode.as_str(),
+            pin_dir = %dp.pin_dir().display(),
+            admin = %config.admin.socket.display(),
+            services = config.services.len(),
+            "XDP attached; serving"
+        );
+        None
+    } else {
+        let m = Membership::start(
+            &config.vrrp,
+            Some(vrrp::status_path(&config.instance)),
+            role_tx,
+        )
+        .await?;
+        control.set_vrrp_reporter(m.reporter());
+        info!(
+            instance = %config.instance,
+            instances = config.vrrp.len(),
+            pin_dir = %dp.pin_dir().display(),
+            admin = %config.admin.socket.display(),
+            services = config.services.len(),
+            "VRRP membership started; XDP attaches while MASTER"
+        );
+        Some(m)
+    };
     for svc in &config.services {
         info!(service = %svc.name, vip = %svc.vip, mode = svc.mode.as_str(), "service");
     }
 
+    let mut d = Daemon {
+        path: path.to_path_buf(),
+        config,
+        dp,
+        l2,
+        control,
+        stop,
+    };
+    let mut masters = std::collections::HashSet::new();
+    let mut stopping = false;
+    // The first SIGTERM/SIGINT stops gracefully: a VRRP master sends priority 0 but keeps
+    // serving its VIPs until the successor announces itself; a second signal stops at once.
     let signal = loop {
         tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            _ = term.recv() => match members.as_mut() {
+                Some(m) if !stopping => { info!(signal = "SIGTERM", "stopping: handing over"); stopping = true; m.stop(); }
+                Some(m) => { m.abort(); break "SIGTERM"; }
+                None => break "SIGTERM",
+            },
+            _ = int.recv() => match members.as_mut() {
+                Some(m) if !stopping => { info!(signal = "SIGINT", "stopping: handing over"); stopping = true; m.stop(); }
+                Some(m) => { m.abort(); break "SIGINT"; }
+                None => break "SIGINT",
+            },
+            Some(ev) = roles.recv() => d.on_role(ev, &mut masters),
+            r = async { match members.as_mut() { Some(m) => m.join_next().await, None => std::future::pending().await } }, if stopping => {
+                if r.is_none() { break "SIGTERM"; }
+            }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the config");
-                if let Some(new) = reload(path, &config, &mut dp) {
-                    config = new;
-                }
+                let _ = d.reload();
+            }
+            Some(req) = plane_rx.recv() => match req {
+                PlaneRequest::Reload(tx) => { let _ = tx.send(d.reload()); }
+                PlaneRequest::ShowFlows(filter, tx) => { let _ = tx.send(d.show_flows(filter)); }
+            },
+            Ok(()) = l4_rx.changed() => {
+                let st = l4_rx.borrow_and_update().clone();
+                d.on_status(&st);
             }
         }
     };
     info!(signal, "stopping");
+    if let Some(m) = &members {
+        m.finish();
+    }
+    let _ = stop_tx.send(true);
+    http.stop().await;
     // Dropping the program detaches it; pinned maps stay for the next start.
-    drop(dp);
-    info!(interface = %config.xdp.interface, "XDP detached");
-    Ok(())
-}
-
-/// With `[[vrrp]]` instances: XDP is attached while at least one instance is MASTER and
-/// detached when none is (each instance adds and removes its own VIPs). Detaching drops
-/// the program; it is loaded again at once in the background, unattached, so the next
-/// takeover only pays for the attach. The maps stay pinned throughout, so conntrack and
-/// counters survive. The first SIGTERM/SIGINT stops gracefully (a master hands over
-/// before it lets go of its VIPs); a second one stops at once.
-async fn serve_with_membership(
-    config: &Config,
-    dp: DataPlane,
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-) -> Result<(), RunError> {
-    type Reload = tokio::task::JoinHandle<Result<DataPlane, RunError>>;
-    let (tx, mut events) = tokio::sync::mpsc::channel(16);
-    let status = vrrp::status_path(&config.instance);
-    let mut members = vrrp::Membership::start(&config.vrrp, Some(status), tx).await?;
-    info!(instance = %config.instance, instances = config.vrrp.len(), "VRRP membership started");
-    // L4 VIPs must be in XDP's hands before the VIP appears (the local stack would reset
-    // their flows); other VIPs are answered by the stack anyway, so their takeover does
-    // not wait for the attach (~15 ms on veth).
-    let xdp_first = config.services.iter().any(|s| s.mode.is_l4());
-    let mut dp = Some(dp);
-    let mut reloading: Option<Reload> = None;
-    let mut attached = false;
-    let mut masters = std::collections::HashSet::new();
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            ev = events.recv() => {
-                let Some(ev) = ev else { break };
-                let mut done = Some(ev.done);
-                match ev.role {
-                    Role::Master => {
-                        masters.insert(ev.instance);
-                        if !xdp_first {
-                            if let Some(d) = done.take() {
-                                let _ = d.send(());
-                            }
-                        }
-                        if !attached {
-                            if let Some(r) = reloading.take() {
-                                match r.await {
-                                    Ok(Ok(d)) => dp = Some(d),
-                                    Ok(Err(e)) => tracing::error!("reloading XDP: {e}"),
-                                    Err(e) => tracing::error!("XDP reload task: {e}"),
-                                }
-                            }
-                            // Loading and attaching block for milliseconds (veth waits for
-                            // an RCU grace period): a blocking thread keeps them away from
-                            // the instance tasks.
-                            let cfg = config.clone();
-                            let taken = dp.take();
-                            let job = tokio::task::spawn_blocking(move || {
-                                let mut d = match taken {
-                                    Some(d) => d,
-                                    None => prepare(&cfg)?,
-                                };
-                                let x = &cfg.xdp;
-                                let mode = d.attach(&x.interface, x.mode, x.generic_fallback);
-                                Ok::<_, RunError>((d, mode))
-                            });
-                            match job.await {
-                                Ok(Ok((d, Ok(mode)))) => {
-                                    dp = Some(d);
-                                    attached = true;
-                                    info!(interface = %config.xdp.interface, mode = mode.as_str(), "XDP attached (MASTER)");
-                                }
-                                Ok(Ok((d, Err(e)))) => {
-                                    dp = Some(d);
-                                    tracing::error!("XDP attach on takeover: {e}");
-                                }
-                                Ok(Err(e)) => tracing::error!("reloading XDP: {e}"),
-                                Err(e) => tracing::error!("XDP attach task: {e}"),
-                            }
-                        }
-                    }
-                    Role::Backup => {
-                        masters.remove(&ev.instance);
-                        if attached && masters.is_empty() {
-                            let taken = dp.take();
-                            let _ = tokio::task::spawn_blocking(move || drop(taken)).await;
-                            attached = false;
-                            info!(interface = %config.xdp.interface, "XDP detached (no instance is MASTER)");
-                            if !stopping {
-                                let cfg = config.clone();
-                                reloading = Some(tokio::task::spawn_blocking(move || prepare(&cfg)));
-                            }
-                        }
-                    }
-                }
-                if let Some(d) = done {
-                    let _ = d.send(());
-                }
-            }
-            _ = term.recv() => {
-                if stopping { members.abort(); break; }
-                info!(signal = "SIGTERM", "stopping: handing over");
-                stopping = true;
-                members.stop();
-            }
-            _ = int.recv() => {
-                if stopping { members.abort(); break; }
-                info!(signal = "SIGINT", "stopping: handing over");
-                stopping = true;
-                members.stop();
-            }
-            r = members.join_next(), if stopping => {
-                if r.is_none() { break; }
-            }
-        }
-    }
-    members.finish();
-    if let Some(r) = reloading {
-        r.abort();
-    }
-    drop(dp);
-    info!(interface = %config.xdp.interface, "stopped");
+    let interface = d.config.xdp.interface.clone();
+    drop(d);
+    info!(interface = %interface, "XDP detached");
     Ok(())
 }

@@ -4,9 +4,13 @@
 //! types make invalid combinations unrepresentable. Errors name the file, line, column and
 //! key, so an operator can fix a file without reading code.
 
+pub mod admin;
 mod error;
+pub mod health;
+pub mod http;
 pub mod l4;
 mod raw;
+pub mod server;
 pub mod vrrp;
 
 use std::{
@@ -35,6 +39,8 @@ pub struct Config {
     pub xdp: XdpConfig,
     /// Services in file order.
     pub services: Vec<Service>,
+    /// The admin socket.
+    pub admin: admin::AdminConfig,
     /// Virtual routers this node takes part in (`[[vrrp]]`); empty = always serve.
     pub vrrp: Vec<VrrpConfig>,
     /// Conntrack, timeouts and `ipip` sources of the L4 services (`[l4]`).
@@ -138,6 +144,9 @@ pub enum ServiceMode {
     /// XDP encapsulates (IPv4-in-IPv4 / IPv6-in-IPv6) towards the backend, which
     /// decapsulates (`lb decap`) and replies straight to the client.
     Ipip,
+    /// Counted by XDP and passed to the local stack, where `lb`'s HTTP proxy answers with
+    /// HAProxy's semantics (`[service.http]`, `[[service.server]]`).
+    Http,
 }
 
 impl ServiceMode {
@@ -147,6 +156,7 @@ impl ServiceMode {
             ServiceMode::Pass => "pass",
             ServiceMode::Dsr => "dsr",
             ServiceMode::Ipip => "ipip",
+            ServiceMode::Http => "http",
         }
     }
 
@@ -169,6 +179,20 @@ pub struct Service {
     pub backends: Vec<L4Backend>,
     /// L4 modes: Maglev table size (prime).
     pub table_size: u32,
+    /// `http` mode: the proxy's runtime settings and servers; `None` for other modes.
+    pub http: Option<std::sync::Arc<crate::l7::HttpService>>,
+    /// Health checks of the servers, parallel to `backends` or `http.servers`.
+    pub health: ServiceChecks,
+}
+
+/// How a service's servers are checked: the probe, and per server (config order) whether
+/// and how often.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceChecks {
+    /// The probe (TCP connect or HTTP request) and `timeout check`.
+    pub service: health::ServiceHealth,
+    /// One entry per server, in config order.
+    pub servers: Vec<health::ServerCheck>,
 }
 
 /// Reads and validates a config file.

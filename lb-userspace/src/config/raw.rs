@@ -1,7 +1,7 @@
 //! The config file's shape, as serde reads it. Validation turns it into runtime types.
 
 use super::{
-    l4::{self, RawL4, RawL4Server},
+    l4::{self, RawL4},
     AttachMode, Config, ConfigError, Protocol, Service, ServiceMode, Vip, XdpConfig, DEFAULT_BPFFS,
     DEFAULT_INSTANCE, MAX_INSTANCE_LEN,
 };
@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub vrrp: Vec<Spanned<super::vrrp::RawVrrp>>,
     /// The `[l4]` table.
     pub l4: Option<RawL4>,
+    /// The `[admin]` table.
+    pub admin: Option<super::admin::RawAdmin>,
 }
 
 /// `[xdp]`.
@@ -58,9 +60,13 @@ pub struct RawService {
     pub mode: Option<Spanned<String>>,
     /// L4 modes: Maglev table size (prime, default [`crate::maglev::DEFAULT_TABLE_SIZE`]).
     pub table_size: Option<Spanned<i64>>,
-    /// L4 modes: the backends.
+    /// `http` mode: the proxy settings (`[service.http]`).
+    pub http: Option<Spanned<super::http::RawHttp>>,
+    /// The servers: L4 backends (`dsr`/`ipip`) or HTTP servers (`http`).
     #[serde(default)]
-    pub server: Vec<Spanned<RawL4Server>>,
+    pub server: Vec<Spanned<super::server::RawServer>>,
+    /// How the servers are checked (`[service.health]`).
+    pub health: Option<Spanned<super::health::RawHealth>>,
 }
 
 impl RawConfig {
@@ -137,7 +143,7 @@ impl RawConfig {
         let mut vips = HashSet::new();
         for (i, s) in self.service.into_iter().enumerate() {
             let s_at = s.span().start;
-            let s = s.into_inner();
+            let mut s = s.into_inner();
             let key = |k: &str| format!("service[{i}].{k}");
 
             let name = s.name.get_ref().clone();
@@ -193,11 +199,12 @@ impl RawConfig {
                     "pass" => ServiceMode::Pass,
                     "dsr" => ServiceMode::Dsr,
                     "ipip" => ServiceMode::Ipip,
+                    "http" => ServiceMode::Http,
                     other => {
                         return Err(err(
                             m.span().start,
                             &key("mode"),
-                            format!("unknown service mode {other:?}; expected \"pass\", \"dsr\" or \"ipip\""),
+                            format!("unknown service mode {other:?}; expected \"pass\", \"http\", \"dsr\" or \"ipip\""),
                         ))
                     }
                 },
@@ -207,6 +214,16 @@ impl RawConfig {
                 port,
                 protocol,
             };
+            let mut l4_servers = Vec::with_capacity(s.server.len());
+            let mut http_servers = Vec::with_capacity(s.server.len());
+            let mut raw_checks = Vec::with_capacity(s.server.len());
+            for srv in std::mem::take(&mut s.server) {
+                let span = srv.span();
+                let parts = srv.into_inner().split();
+                l4_servers.push(Spanned::new(span.clone(), parts.l4));
+                http_servers.push(Spanned::new(span, parts.http));
+                raw_checks.push(parts.check);
+            }
             if !vips.insert(vip) {
                 return Err(err(
                     s_at,
@@ -218,7 +235,8 @@ impl RawConfig {
                 let table_size = match &s.table_size {
                     None => crate::maglev::DEFAULT_TABLE_SIZE,
                     Some(t) => {
-                        let size = u32::try_from(*t.get_ref()).unwrap_or(0);
+                        let v = *t.get_ref();
+                        let size = u32::try_from(v).unwrap_or(0);
                         crate::maglev::validate_table_size(size)
                             .map_err(|e| err(t.span().start, &key("table_size"), e.to_string()))?;
                         size
@@ -238,6 +256,16 @@ impl RawConfig {
                         ));
                     }
                 }
+                if let Some(h) = &s.http {
+                    return Err(err(h.span().start, &key("http"), format!("[service.http] is only for mode = \"http\", not {:?}", mode.as_str())));
+                }
+                for (j, srv) in http_servers.iter().enumerate() {
+                    let srv_ref = srv.get_ref();
+                    if srv_ref.cookie.is_some() || srv_ref.backup || srv_ref.maxconn.is_some() {
+                        return Err(err(srv.span().start, &key(&format!("server[{j}]")), "cookie, backup and maxconn are only for mode = \"http\"".into()));
+                    }
+                }
+                let l4_servers = std::mem::take(&mut l4_servers);
                 (
                     l4::validate_servers(
                         &ctx,
@@ -245,22 +273,49 @@ impl RawConfig {
                         s_at,
                         addr,
                         ipip,
-                        s.server,
+                        l4_servers,
                     )?,
                     table_size,
                 )
             } else {
-                if let Some(srv) = s.server.first() {
-                    return Err(err(
-                        srv.span().start,
-                        &key("server[0]"),
-                        format!(
-                            "mode = {:?} takes no [[service.server]]; use \"dsr\" or \"ipip\"",
-                            mode.as_str()
-                        ),
-                    ));
+                if mode == ServiceMode::Pass {
+                    if let Some(h) = &s.http {
+                        return Err(err(h.span().start, &key("http"), "[service.http] is only for mode = \"http\"".into()));
+                    }
+                    if let Some(srv) = http_servers.first() {
+                        return Err(err(srv.span().start, &key("server[0]"), "mode = \"pass\" has no servers: use mode \"http\", \"dsr\" or \"ipip\"".into()));
+                    }
                 }
                 (Vec::new(), 0)
+            };
+            let http = if mode == ServiceMode::Http {
+                if protocol != Protocol::Tcp {
+                    return Err(err(s_at, &key("protocol"), "mode = \"http\" needs protocol = \"tcp\"".into()));
+                }
+                let listen = std::net::SocketAddr::new(addr, port);
+                let svc = super::http::validate_http(&name, listen, s.http.take(), std::mem::take(&mut http_servers), s_at)
+                    .map_err(|e| err(e.at, &key(&e.key), e.message))?;
+                Some(std::sync::Arc::new(svc))
+            } else {
+                None
+            };
+            let health = super::ServiceChecks {
+                service: s
+                    .health
+                    .map(|h| {
+                        let at = h.span().start;
+                        h.into_inner().validate("health.", at)
+                    })
+                    .unwrap_or_else(|| super::health::RawHealth::default().validate("health.", s_at))
+                    .map_err(|e| err(e.at, &key(&e.key), e.message))?,
+                servers: raw_checks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, c)| {
+                        c.validate(&format!("server[{j}]."))
+                            .map_err(|e| err(e.at, &key(&e.key), e.message))
+                    })
+                    .collect::<Result<_, _>>()?,
             };
             services.push(Service {
                 name,
@@ -268,6 +323,8 @@ impl RawConfig {
                 mode,
                 backends,
                 table_size,
+                http,
+                health,
             });
         }
         if services.len() > lb_common::maps::MAX_VIPS as usize {
@@ -282,12 +339,18 @@ impl RawConfig {
             ));
         }
         let vrrp = super::vrrp::validate(path, text, self.vrrp)?;
+        let admin = self
+            .admin
+            .unwrap_or_default()
+            .validate(&instance)
+            .map_err(|(at, msg)| err(at, "admin.mode", msg))?;
         Ok(Config {
             instance,
             xdp,
             services,
-            vrrp,
             l4,
+            vrrp,
+            admin,
         })
     }
 }

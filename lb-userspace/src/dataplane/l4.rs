@@ -223,7 +223,7 @@ impl DataPlane {
                 ..Default::default()
             };
             match svc.mode {
-                ServiceMode::Pass => meta.mode = MODE_PASS,
+                ServiceMode::Pass | ServiceMode::Http => meta.mode = MODE_PASS,
                 ServiceMode::Dsr | ServiceMode::Ipip => {
                     meta.mode = if svc.mode == ServiceMode::Dsr {
                         MODE_DSR
@@ -386,12 +386,15 @@ impl DataPlane {
     /// Writes `table` into a fresh inner array and installs it at outer `slot`.
     fn write_table(&mut self, slot: u32, table: &[u32]) -> Result<(), DataPlaneError> {
         let len = u32::try_from(table.len()).unwrap_or(u32::MAX);
-        let mut inner: Array<MapData, u32> =
-            Array::create(len, INNER_MAP_FLAGS).map_err(map_err(names::MAGLEV))?;
-        for (i, v) in table.iter().enumerate() {
-            inner.set(i as u32, *v, 0).map_err(map_err(names::MAGLEV))?;
-        }
-        let mut outer: ArrayOfMaps<&mut MapData, Array<MapData, u32>> = self
+        let syscall = |call: &'static str| {
+            move |io_error| map_err(names::MAGLEV)(aya::sys::SyscallError { call, io_error }.into())
+        };
+        // One syscall for the whole table (see batch.rs), not one per slot.
+        let fd = super::batch::create_u32_array(len, INNER_MAP_FLAGS, "lb_maglev_tbl")
+            .map_err(syscall("bpf_map_create"))?;
+        super::batch::update_all_u32(std::os::fd::AsFd::as_fd(&fd), table).map_err(syscall("bpf_map_update_batch"))?;
+        let inner = MapData::from_fd(fd).map_err(map_err(names::MAGLEV))?;
+        let mut outer: ArrayOfMaps<&mut MapData, MapData> = self
             .ebpf
             .map_mut(names::MAGLEV)
             .ok_or(DataPlaneError::MissingMap(names::MAGLEV))?

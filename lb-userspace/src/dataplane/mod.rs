@@ -4,6 +4,7 @@
 //! maps match. Maps are pinned under the instance's pin directory so `bpftool` can inspect
 //! them and a restarted daemon picks them up again.
 
+mod batch;
 pub mod bench;
 pub mod decap;
 mod flows;
