@@ -339,6 +339,17 @@ impl Instance {
                     info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "BACKUP");
                     self.transition(m, m.state(), status);
                 }
+                Action::Announce => {
+                    if *held {
+                        for _ in 0..self.cfg.garp_count.max(1) {
+                            if let Err(e) = self.announcer.announce(&status.vips) {
+                                debug!(instance = %self.cfg.name, "re-announce: {e}");
+                                break;
+                            }
+                        }
+                        info!(instance = %self.cfg.name, "a lower-priority router claimed the VIP; re-announced");
+                    }
+                }
                 Action::Stopped => {
                     if *held {
                         let linger = self.cfg.advert_interval.min(STOP_LINGER_MAX);

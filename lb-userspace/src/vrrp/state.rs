@@ -90,6 +90,9 @@ pub enum Action {
     BecomeMaster,
     /// We became backup (from master or at startup): release the addresses, notify.
     BecomeBackup,
+    /// Send gratuitous ARPs / unsolicited NAs again (we stay master after another router
+    /// claimed the VIP: the clients may have followed its announcements).
+    Announce,
     /// Shutdown finished: release whatever is still held, notify, and end.
     Stopped,
 }
@@ -105,6 +108,8 @@ pub struct Machine {
     stop_at: Option<Instant>,
     /// When a higher-priority backup may preempt the lower-priority master it hears.
     preempt_at: Option<Instant>,
+    /// When a master may next reassert itself against a lower-priority master.
+    reassert_at: Option<Instant>,
 }
 
 impl Machine {
@@ -119,6 +124,7 @@ impl Machine {
             adver_at: None,
             stop_at: None,
             preempt_at: None,
+            reassert_at: None,
         }
     }
 
@@ -220,7 +226,17 @@ impl Machine {
                     self.master_down_at = Some(now + self.master_down_interval());
                     return vec![Action::BecomeBackup];
                 }
-                Vec::new()
+                // A lower-priority router thinks it is master (it missed our adverts, or
+                // just started): the RFC discards its advert, but it has announced the VIP
+                // and clients may have followed. Advertise at once so it steps down now,
+                // and re-announce so the clients come back; at most once an interval, so
+                // forged adverts cannot make us flood.
+                if self.reassert_at.is_some_and(|t| now < t) {
+                    return Vec::new();
+                }
+                self.reassert_at = Some(now + self.params.advert_interval);
+                self.adver_at = Some(now + self.params.advert_interval);
+                vec![Action::SendAdvert(self.params.priority), Action::Announce]
             }
             State::Stopping => {
                 if heard.priority > 0 {
@@ -445,14 +461,20 @@ mod tests {
     }
 
     #[test]
-    fn master_steps_down_for_higher_priority_and_ignores_lower() {
+    fn master_steps_down_for_higher_priority_and_reasserts_against_lower() {
         let t = Instant::now();
         let mut m = Machine::new(params(100, 2));
         m.startup(t);
         m.on_timer(t + m.master_down_interval());
         assert_eq!(m.state(), State::Master);
         let now = t + Duration::from_secs(1);
-        assert!(m.on_advert(now, heard(50, 9)).is_empty());
+        assert_eq!(
+            m.on_advert(now, heard(50, 9)),
+            vec![Action::SendAdvert(100), Action::Announce]
+        );
+        // ...at most once an advert interval.
+        assert!(m.on_advert(now + 50 * MS, heard(50, 9)).is_empty());
+        assert_eq!(m.on_advert(now + 100 * MS, heard(50, 9)).len(), 2);
         assert_eq!(m.state(), State::Master);
         assert_eq!(m.on_advert(now, heard(101, 1)), vec![Action::BecomeBackup]);
         assert_eq!(m.state(), State::Backup);

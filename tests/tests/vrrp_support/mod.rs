@@ -62,6 +62,16 @@ impl Lab {
     fn build(prefix: &str, hosts: usize, ipv6: bool) -> Result<Lab> {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let topo = Topology::builder(prefix).hosts(hosts).ipv6(ipv6).build()?;
+        Self::finish(topo, serial)
+    }
+
+    /// A lab on a topology the caller built (host 0 client, 1 lb1, 2 lb2, then others).
+    pub fn with_topology(topo: Topology) -> Result<Lab> {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        Self::finish(topo, serial)
+    }
+
+    fn finish(topo: Topology, serial: MutexGuard<'static, ()>) -> Result<Lab> {
         let dir = std::env::temp_dir().join(format!("{}-files", topo.host(LB1).ns().name()));
         std::fs::create_dir_all(&dir)?;
         Ok(Lab {
@@ -140,8 +150,16 @@ impl Lab {
     /// Writes an `lb` config for host `i` and starts `lb run` in its namespace.
     pub fn start_lb(&mut self, i: usize, node: &NodeOpts) -> Result<NsProcess> {
         let instance = self.ns(i).name().replace('.', "_");
+        let text = self.lb_config(&instance, node);
+        self.start_lb_config(i, &text)
+    }
+
+    /// Starts `lb run` in host `i` with a config text of the caller's; its `instance` must
+    /// be the host's namespace name (as [`Lab::lb_config`] makes it), so cleanup finds it.
+    pub fn start_lb_config(&mut self, i: usize, text: &str) -> Result<NsProcess> {
+        let instance = self.ns(i).name().replace('.', "_");
         let cfg = self.dir.join(format!("lb{i}.toml"));
-        std::fs::write(&cfg, self.lb_config(&instance, node))?;
+        std::fs::write(&cfg, text)?;
         if !self.instances.contains(&instance) {
             self.instances.push(instance);
         }
