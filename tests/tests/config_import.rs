@@ -100,6 +100,16 @@ fn seed_imports_and_passes_check() -> Result<()> {
             ("webB".into(), "198.18.0.103:80".into(), Some("B".into())),
         ]
     );
+    // The seed's health checks: HEAD /check.txt on both servers.
+    let svc = &cfg.services[0];
+    assert!(
+        svc.health.servers.iter().all(|c| c.enabled),
+        "both servers checked"
+    );
+    assert!(
+        toml.contains("httpchk = \"HEAD /check.txt HTTP/1.0\""),
+        "{toml}"
+    );
     assert_eq!(http.timeouts.connect, std::time::Duration::from_secs(5));
     assert_eq!(http.timeouts.client, std::time::Duration::from_secs(50));
     assert_eq!(http.timeouts.server, std::time::Duration::from_secs(50));
@@ -120,6 +130,11 @@ fn seed_imports_and_passes_check() -> Result<()> {
     assert!(out.contains("OK (1 service, interface lb0)"), "{out}");
     assert!(!err.contains("warning"), "{err}");
 
+    // Translated lines are not listed as untranslated.
+    for l in ["haproxy.cfg:31:", "haproxy.cfg:32:", "haproxy.cfg:33:"] {
+        assert!(!notes.contains(l), "{l} is translated now:\n{notes}");
+    }
+
     // Nothing dropped silently: each untranslated seed line is listed with its number.
     for want in [
         "haproxy.cfg:2: not translated: `log 127.0.0.1 local0`",
@@ -131,9 +146,6 @@ fn seed_imports_and_passes_check() -> Result<()> {
         "haproxy.cfg:15: not translated: `option dontlognull`",
         "haproxy.cfg:25: not translated: `stats enable`",
         "haproxy.cfg:26: not translated: `stats auth someuser:somepassword`",
-        "haproxy.cfg:31: not translated: `option httpchk HEAD /check.txt HTTP/1.0`",
-        "haproxy.cfg:32: not translated: `server webA 192.168.0.102:80 cookie A check`: `check`",
-        "haproxy.cfg:33: not translated: `server webB 192.168.0.103:80 cookie B check`: `check`",
         "wackamole.conf:1: not needed: `Spread = 4803`",
         "wackamole.conf:6: check: `Prefer None`",
         "wackamole.conf:12: not needed: `Arp-Cache = 60s`",

@@ -163,8 +163,8 @@ pub struct Pending {
     pub why: &'static str,
 }
 
-const HEALTH_WHY: &str = "lb's config has no health-check keys yet: servers are always \
-                          considered up; add the checks when the health keys land";
+const HEALTH_WHY: &str = "health checks translate to [[service.server]] check keys and \
+                          [service.health]";
 const STATS_WHY: &str = "lb's config has no stats page yet";
 
 /// Keywords lb is growing keys for. When a key lands, set `lb: Some("key")` here and the
@@ -172,58 +172,88 @@ const STATS_WHY: &str = "lb's config has no stats page yet";
 /// `[[service.server]]`, service keys into `[[service]]` or, as `table.key`, into
 /// `[service.table]`).
 pub const PENDING: &[Pending] = &[
-    pend("check", Scope::Server, ValueKind::Flag, None, HEALTH_WHY),
+    pend(
+        "check",
+        Scope::Server,
+        ValueKind::Flag,
+        Some("check"),
+        HEALTH_WHY,
+    ),
     pend(
         "inter",
         Scope::Server,
         ValueKind::Duration,
-        None,
+        Some("inter"),
         HEALTH_WHY,
     ),
     pend(
         "fastinter",
         Scope::Server,
         ValueKind::Duration,
-        None,
+        Some("fastinter"),
         HEALTH_WHY,
     ),
     pend(
         "downinter",
         Scope::Server,
         ValueKind::Duration,
-        None,
+        Some("downinter"),
         HEALTH_WHY,
     ),
-    pend("rise", Scope::Server, ValueKind::Int, None, HEALTH_WHY),
-    pend("fall", Scope::Server, ValueKind::Int, None, HEALTH_WHY),
+    pend(
+        "rise",
+        Scope::Server,
+        ValueKind::Int,
+        Some("rise"),
+        HEALTH_WHY,
+    ),
+    pend(
+        "fall",
+        Scope::Server,
+        ValueKind::Int,
+        Some("fall"),
+        HEALTH_WHY,
+    ),
     pend(
         "slowstart",
         Scope::Server,
         ValueKind::Duration,
-        None,
+        Some("slowstart"),
         HEALTH_WHY,
     ),
-    pend("observe", Scope::Server, ValueKind::Text, None, HEALTH_WHY),
+    pend(
+        "observe",
+        Scope::Server,
+        ValueKind::Text,
+        Some("observe"),
+        HEALTH_WHY,
+    ),
     pend(
         "error-limit",
         Scope::Server,
         ValueKind::Int,
-        None,
+        Some("error_limit"),
         HEALTH_WHY,
     ),
-    pend("on-error", Scope::Server, ValueKind::Text, None, HEALTH_WHY),
+    pend(
+        "on-error",
+        Scope::Server,
+        ValueKind::Text,
+        Some("on_error"),
+        HEALTH_WHY,
+    ),
     pend(
         "option httpchk",
         Scope::Service,
         ValueKind::Text,
-        None,
+        Some("health.httpchk"),
         HEALTH_WHY,
     ),
     pend(
         "timeout check",
         Scope::Service,
         ValueKind::Duration,
-        None,
+        Some("health.timeout_check"),
         HEALTH_WHY,
     ),
     pend(
