@@ -191,6 +191,7 @@ impl Default for ServerCheck {
 
 /// Health keys of one service (`[[service]]` or its `[service.health]` table).
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawHealth {
     /// `option httpchk`: `"[METHOD] [URI] [VERSION]"`, e.g. `"HEAD /check.txt HTTP/1.0"`;
     /// `""` means HAProxy's default `OPTIONS / HTTP/1.0`. Absent: TCP connect checks.
