@@ -3,6 +3,8 @@
 //! The eBPF crate builds with Debian's rustc (prebuilt BPF `core`) and bpf-linker, as
 //! ../shared/TOOLCHAIN.md describes; everything else with the normal toolchain.
 
+mod wire;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use std::{
@@ -43,6 +45,21 @@ enum Task {
         /// CPU to pin the measuring thread to.
         #[arg(long, default_value_t = 0)]
         cpu: usize,
+        /// Seconds per wrk run in the wire part (lb vs nft vs IP forwarding vs direct).
+        #[arg(long, default_value_t = 10)]
+        wire_duration: u32,
+        /// wrk connections in the wire part.
+        #[arg(long, default_value_t = 50)]
+        wire_connections: u32,
+        /// Rounds over all setups in the wire part (medians are reported).
+        #[arg(long, default_value_t = 3)]
+        wire_rounds: u32,
+        /// Skip the per-packet (BPF_PROG_TEST_RUN) part.
+        #[arg(long)]
+        skip_packet: bool,
+        /// Skip the wire part (namespaces, nginx, wrk, nft).
+        #[arg(long)]
+        skip_wire: bool,
     },
     /// Run the whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, namespace tests.
     Test {
@@ -60,20 +77,42 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             build_lb(&root, release)
         }
-        Task::Bench { calls, runs, cpu } => {
+        Task::Bench {
+            calls,
+            runs,
+            cpu,
+            wire_duration,
+            wire_connections,
+            wire_rounds,
+            skip_packet,
+            skip_wire,
+        } => {
             build_ebpf(&root)?;
             build_lb(&root, false)?;
             let lb = root.join("target").join("debug").join("lb");
-            let mut cmd = Command::new(lb);
-            cmd.args([
-                "xdp-bench",
-                "--calls",
-                &calls.to_string(),
-                "--runs",
-                &runs.to_string(),
-            ])
-            .args(["--cpu", &cpu.to_string()]);
-            run(&mut cmd, "lb xdp-bench")
+            if !skip_packet {
+                let mut cmd = Command::new(&lb);
+                cmd.args([
+                    "xdp-bench",
+                    "--calls",
+                    &calls.to_string(),
+                    "--runs",
+                    &runs.to_string(),
+                ])
+                .args(["--cpu", &cpu.to_string()]);
+                run(&mut cmd, "lb xdp-bench")?;
+            }
+            if !skip_wire {
+                wire::run(
+                    &lb,
+                    &wire::WireOptions {
+                        duration: wire_duration,
+                        connections: wire_connections,
+                        rounds: wire_rounds,
+                    },
+                )?;
+            }
+            Ok(())
         }
         Task::Test { args } => {
             build_ebpf(&root)?;
