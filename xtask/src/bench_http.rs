@@ -353,7 +353,11 @@ fn start_lb(ns: &Netns, bin: &Path, inst: &Instance, dir: &Path) -> Result<NsPro
     cmd.arg("run")
         .arg("--config")
         .arg(&cfg)
-        .env("LB_LOG", "info")
+        // LB_BENCH_LOG=warn turns the access log off, to see what it costs.
+        .env(
+            "LB_LOG",
+            std::env::var("LB_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
@@ -361,7 +365,13 @@ fn start_lb(ns: &Netns, bin: &Path, inst: &Instance, dir: &Path) -> Result<NsPro
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains(READY_LINE) {
+        // With LB_BENCH_LOG=warn the ready line is not logged: the listener tells.
+        let vip = SocketAddr::new(VIP.parse()?, PORT_KEEPALIVE);
+        let listening = ns
+            .run(move || TcpStream::connect_timeout(&vip, Duration::from_millis(200)).is_ok())
+            .unwrap_or(false);
+        if text.contains(READY_LINE) || (listening && std::env::var_os("LB_BENCH_LOG").is_some()) {
+            std::thread::sleep(Duration::from_millis(300));
             return Ok(p);
         }
         if Instant::now() > deadline {
@@ -461,11 +471,35 @@ fn wrk(lab: &Lab, pid: u32, to: SocketAddr, secs: u64, conns: u32) -> Result<Wrk
     let url = format!("http://{to}/");
     let (d, c) = (format!("{secs}s"), conns.to_string());
     let cpu0 = cpu_us(pid)?;
+    // LB_BENCH_PERF=<file>: a perf profile of the proxy during the run (development aid).
+    let perf = match std::env::var("LB_BENCH_PERF") {
+        Ok(file) if to.port() == PORT_KEEPALIVE && to.ip().to_string() == VIP => Some(
+            Command::new("perf")
+                .args([
+                    "record",
+                    "-F",
+                    "999",
+                    "-g",
+                    "-o",
+                    &file,
+                    "-p",
+                    &pid.to_string(),
+                ])
+                .args(["--", "sleep", &(secs / 2).max(1).to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        ),
+        _ => None,
+    };
     let out = lab.client.exec_timeout(
         &["wrk", "-t2", "-c", &c, "-d", &d, "--latency", &url],
         Duration::from_secs(secs + 30),
     )?;
     let cpu1 = cpu_us(pid)?;
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut w = parse_wrk(&text).with_context(|| format!("wrk output:\n{text}"))?;
     w.cpu_us_per_req = (cpu1 - cpu0) / (w.requests.max(1) as f64);

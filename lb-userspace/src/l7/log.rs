@@ -107,13 +107,18 @@ impl AccessRecord {
 
 /// HAProxy escapes non-printable bytes and `"` in logged strings as `#XX`.
 fn escape_into(out: &mut String, text: &str) {
-    for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'#' {
-            out.push(b as char);
-        } else {
+    let bytes = text.as_bytes();
+    let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'#';
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !plain(b) {
+            // Runs of plain bytes are ASCII, hence valid UTF-8, copied in one go.
+            out.push_str(std::str::from_utf8(&bytes[start..i]).unwrap_or_default());
             let _ = write!(out, "#{b:02X}");
+            start = i + 1;
         }
     }
+    out.push_str(std::str::from_utf8(&bytes[start..]).unwrap_or_default());
 }
 
 /// `dd/Mon/yyyy:HH:MM:SS.mmm` in UTC.
@@ -236,5 +241,14 @@ mod tests {
         assert!(line.contains(" static/<NOSRV> "), "{line}");
         assert!(line.contains(" 1/1/1/1/+1 "), "{line}");
         assert!(line.ends_with("\"GET /#22x#22 HTTP/1.1\""), "{line}");
+        let r3 = AccessRecord {
+            request_line: "GET /\u{e9}#\u{7f} H".into(),
+            ..r2
+        };
+        assert!(
+            r3.format().ends_with("\"GET /#C3#A9#23#7F H\""),
+            "{}",
+            r3.format()
+        );
     }
 }

@@ -547,9 +547,10 @@ impl Proxy {
         );
 
         let persistent = ck.as_ref().and_then(|c| c.server);
-        let outcome = self
-            .forward(up_req, persistent, conn.peer.ip(), &mut rec)
-            .await;
+        // Boxed: hyper keeps a slot of the handler future's size for every client
+        // connection, busy or idle; the connect/send machinery only exists while a
+        // request is in flight (idle memory, issue 3 acceptance 7).
+        let outcome = Box::pin(self.forward(up_req, persistent, conn.peer.ip(), &mut rec)).await;
         let (idx, mut resp, direct, slot, inflight) = match outcome {
             Ok(x) => x,
             Err(f) => {
@@ -634,7 +635,6 @@ impl Proxy {
         }
         rparts.version = Version::HTTP_11;
         rec.status = status;
-        rec.server = Some(self.service.servers[idx].name.clone());
         if let Some((client_up, server_up)) = tunnel {
             rparts
                 .headers
@@ -720,7 +720,6 @@ impl Proxy {
             match self.pools[idx].get(&t).await {
                 Ok((sender, reused)) => {
                     rec.t_connect = ms(c0.elapsed());
-                    rec.server = Some(self.service.servers[idx].name.clone());
                     srv.open();
                     let guard = InflightGuard(idx, self.stats.clone());
                     req.body_mut().server = Some(idx);
@@ -781,7 +780,12 @@ impl Proxy {
     /// servers; when every usable server is full, the pick among them queues.
     fn pick(&self, client: IpAddr, tried: &[usize]) -> Option<usize> {
         let states = self.states.snapshot();
-        let inflight = self.stats.inflight();
+        // Only leastconn looks at in-flight counts; skip the per-request Vec otherwise.
+        let inflight = if self.service.balance == super::service::Balance::LeastConn {
+            self.stats.inflight()
+        } else {
+            Vec::new()
+        };
         let servers = &self.service.servers;
         let full = |i: usize| {
             self.slots
