@@ -2,5 +2,6 @@
 //! location of the `lb` binary under test, and running it as a user would.
 
 pub mod daemon;
+pub mod demo;
 pub mod netns;
 pub mod require;
