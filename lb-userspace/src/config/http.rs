@@ -59,6 +59,12 @@ pub struct RawHttp {
     /// `option httpclose`; default false (keep-alive).
     #[serde(default)]
     pub httpclose: bool,
+    /// Relay HTTP/1 header names with their original case (and Title-Case the ones
+    /// the proxy adds) instead of lowercase; default false, which is what HAProxy 2.x
+    /// does. For applications that (wrongly) depend on header case, like HAProxy's
+    /// `h1-case-adjust-bogus-client/server`.
+    #[serde(default)]
+    pub preserve_header_case: bool,
     /// `retries`; default [`DEFAULT_RETRIES`].
     pub retries: Option<Spanned<i64>>,
     /// `option redispatch`; default false.
@@ -387,6 +393,7 @@ pub fn validate_http(
     }
     svc.forwardfor = raw.forwardfor;
     svc.httpclose = raw.httpclose;
+    svc.preserve_header_case = raw.preserve_header_case;
     svc.redispatch = raw.redispatch;
     svc.retries = match &raw.retries {
         None => DEFAULT_RETRIES,
@@ -580,6 +587,10 @@ cookie = "B"
             Some(CookieMode::Prefix)
         );
         assert!(s.forwardfor && s.httpclose && s.redispatch);
+        assert!(
+            !s.preserve_header_case,
+            "HAProxy 2.x lowercases header names"
+        );
         assert_eq!(s.timeouts.connect, Duration::from_secs(5));
         assert_eq!(s.timeouts.client, Duration::from_secs(50));
         assert_eq!(

@@ -218,7 +218,9 @@ async fn handle_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(t.http_request)
         .max_buf_size(proxy.service.max_request_head.max(MIN_HEAD_BUFFER))
-        .keep_alive(!proxy.service.httpclose);
+        .keep_alive(!proxy.service.httpclose)
+        .preserve_header_case(proxy.service.preserve_header_case)
+        .title_case_headers(proxy.service.preserve_header_case);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
@@ -368,7 +370,13 @@ impl Proxy {
             pools: service
                 .servers
                 .iter()
-                .map(|s| Arc::new(Pool::new(s.addr, DEFAULT_MAX_IDLE_PER_SERVER)))
+                .map(|s| {
+                    Arc::new(Pool::new(
+                        s.addr,
+                        DEFAULT_MAX_IDLE_PER_SERVER,
+                        service.preserve_header_case,
+                    ))
+                })
                 .collect(),
             slots: service
                 .servers
@@ -971,14 +979,17 @@ struct Pool {
     addr: SocketAddr,
     idle: Mutex<Vec<SendRequest<RequestBody>>>,
     max_idle: usize,
+    /// The service's `preserve_header_case`.
+    header_case: bool,
 }
 
 impl Pool {
-    fn new(addr: SocketAddr, max_idle: usize) -> Self {
+    fn new(addr: SocketAddr, max_idle: usize, header_case: bool) -> Self {
         Pool {
             addr,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            header_case,
         }
     }
 
@@ -1017,6 +1028,8 @@ impl Pool {
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(DeadlineIo::new(Arc::new(stream), Some(t.server)));
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(self.header_case)
+            .title_case_headers(self.header_case)
             .handshake(io)
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;

@@ -56,6 +56,10 @@ pub struct HttpService {
     pub maxconn: u32,
     /// Largest request head accepted before answering 431.
     pub max_request_head: usize,
+    /// HTTP/1 header names keep their case end to end (hyper's preserve_header_case
+    /// and title_case_headers on both sides). Off by default: HAProxy 2.x lowercases
+    /// every header name, and preserving case costs a case map per message.
+    pub preserve_header_case: bool,
 }
 
 /// One backend server.
@@ -179,6 +183,7 @@ impl HttpService {
             timeouts: Timeouts::default(),
             maxconn: DEFAULT_MAXCONN,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
+            preserve_header_case: false,
         }
     }
 }

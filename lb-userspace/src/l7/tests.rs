@@ -736,3 +736,55 @@ async fn idle_connection_closes_at_http_request_timeout() {
     );
     assert!(p.log.lines().is_empty());
 }
+
+/// A raw HTTP/1.1 backend that answers one request per connection with mixed-case
+/// header names and sends the raw request head it received back as the body.
+async fn raw_case_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&b[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nX-Mixed-CASE: v\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    head.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.write_all(&head).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn header_case_lowercase_by_default_preserved_on_request() {
+    let be = raw_case_backend().await;
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Client-CaSe: 1\r\nConnection: close\r\n\r\n";
+    // Default: lowercase both ways, as HAProxy 2.x does.
+    let p = start(service(vec![Server::new("a", be)]));
+    let out = raw(p.addr, req).await;
+    assert!(out.contains("\r\nx-mixed-case: v\r\n"), "{out}");
+    assert!(out.contains("\r\nx-client-case: 1\r\n"), "{out}");
+    assert!(out.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{out}");
+    drop(p);
+    // preserve_header_case: names keep their case; ours are Title-Case.
+    let mut svc = service(vec![Server::new("a", be)]);
+    svc.preserve_header_case = true;
+    let p = start(svc);
+    let out = raw(p.addr, req).await;
+    assert!(out.contains("\r\nX-Mixed-CASE: v\r\n"), "{out}");
+    assert!(out.contains("\r\nX-Client-CaSe: 1\r\n"), "{out}");
+    assert!(out.contains("\r\nX-Forwarded-For: 127.0.0.1\r\n"), "{out}");
+}
