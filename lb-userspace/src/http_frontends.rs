@@ -6,7 +6,7 @@
 
 use crate::{
     config::Config,
-    l7::{self, ServerStates, ServiceStats, TracingSink},
+    l7::{self, AccessLogSink, BatchedStdoutSink, NullSink, ServerStates, ServiceStats},
 };
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
@@ -44,6 +44,7 @@ pub struct Frontends {
     /// In config order.
     pub frontends: Vec<Frontend>,
     shutdown: CancellationToken,
+    access_log: Option<Arc<BatchedStdoutSink>>,
 }
 
 impl Frontends {
@@ -61,6 +62,14 @@ impl Frontends {
             bound.push((Arc::clone(http), listener));
         }
         let shutdown = CancellationToken::new();
+        // The access log is on when LB_LOG enables target `access` at INFO (it does by
+        // default); the lines go to stdout, raw httplog, batched.
+        let batched = tracing::enabled!(target: "access", tracing::Level::INFO)
+            .then(BatchedStdoutSink::start);
+        let sink: Arc<dyn AccessLogSink> = match &batched {
+            Some(b) => b.clone(),
+            None => Arc::new(NullSink),
+        };
         let frontends = bound
             .into_iter()
             .map(|(http, listener)| {
@@ -71,10 +80,11 @@ impl Frontends {
                 let task = tokio::spawn({
                     let (states, stats, shutdown) =
                         (Arc::clone(&states), Arc::clone(&stats), shutdown.clone());
+                    let sink = Arc::clone(&sink);
                     let name = name.clone();
                     async move {
                         if let Err(e) =
-                            l7::serve(http, listener, states, stats, Arc::new(TracingSink), shutdown)
+                            l7::serve(http, listener, states, stats, sink, shutdown)
                                 .await
                         {
                             warn!(service = %name, error = %e, "HTTP proxy stopped");
@@ -87,6 +97,7 @@ impl Frontends {
         Ok(Frontends {
             frontends,
             shutdown,
+            access_log: batched,
         })
     }
 
@@ -97,6 +108,9 @@ impl Frontends {
             if tokio::time::timeout(DRAIN_TIMEOUT, f.task).await.is_err() {
                 warn!(service = %f.name, "HTTP connections still open after {DRAIN_TIMEOUT:?}; closing");
             }
+        }
+        if let Some(log) = &self.access_log {
+            log.flush();
         }
     }
 }

@@ -476,6 +476,13 @@ fn haproxy(
     Ok((p, log))
 }
 
+/// The daemon's access log lines of `service`, after giving its batched writer
+/// (50 ms) time to write what was logged.
+fn daemon_lines(daemon: &Daemon, service: &str) -> Vec<String> {
+    std::thread::sleep(Duration::from_millis(200));
+    access_lines(&daemon.log(), service)
+}
+
 fn access_lines(log: &str, service: &str) -> Vec<String> {
     let pat = format!(" {service} {service}/");
     log.lines()
@@ -790,14 +797,14 @@ fn acceptance_4_limits(lab: &Lab, daemon: &Daemon) -> Result<()> {
     assert_eq!(r.status, 400, "{r:?}");
     println!("acceptance 4: 431 for a 20 kB header; 400 for CL+TE and for two Content-Lengths");
     // A failed connect names the server that failed, not <NOSRV>.
-    let bh = access_lines(&daemon.log(), "blackhole");
+    let bh = daemon_lines(daemon, "blackhole");
     assert!(
         bh.iter().any(|l| l.contains(" blackhole/nobody ")
             && l.contains(" 503 ")
             && l.contains(" sC-- ")),
         "{bh:#?}"
     );
-    let lines = access_lines(&daemon.log(), "limits");
+    let lines = daemon_lines(daemon, "limits");
     // The slowloris 408 says how long the head took (%TR), not 0.
     assert!(
         lines
@@ -903,7 +910,7 @@ fn acceptance_3_refusing_server(
     }
     let c = &lab.client;
     const LOAD: usize = 200;
-    let before = access_lines(&daemon.log(), "webfarm").len();
+    let before = daemon_lines(daemon, "webfarm").len();
     let a_before = a.served();
     let done = AtomicUsize::new(0);
     let failures: Vec<String> = std::thread::scope(|s| -> Result<Vec<String>> {
@@ -931,7 +938,7 @@ fn acceptance_3_refusing_server(
         failures.is_empty(),
         "no request fails while A stops: {failures:#?}"
     );
-    let lines = access_lines(&daemon.log(), "webfarm");
+    let lines = daemon_lines(daemon, "webfarm");
     let during = &lines[before.min(lines.len())..];
     let retried: Vec<&String> = during.iter().filter(|l| l.contains("/+1 ")).collect();
     assert!(!retried.is_empty(), "log shows retries: {during:#?}");
@@ -955,9 +962,7 @@ fn acceptance_3_refusing_server(
         "redispatched within 100 ms: {r:?}"
     );
     assert_eq!(r.line("cookie="), "JSESSIONID=sA", "{r:?}");
-    let last = access_lines(&daemon.log(), "webfarm")
-        .pop()
-        .unwrap_or_default();
+    let last = daemon_lines(daemon, "webfarm").pop().unwrap_or_default();
     assert!(last.contains(" --DN ") && last.contains("/+1 "), "{last}");
     println!(
         "acceptance 3: lb:      cookie A~ of the stopped server -> {} from {} in {:?}\n    {last}",

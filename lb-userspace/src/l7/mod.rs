@@ -17,7 +17,7 @@ pub mod service;
 pub mod stats;
 
 pub use balance::{Balancer, ServerState, ServerStates};
-pub use log::{AccessLogSink, AccessRecord, NullSink, TracingSink};
+pub use log::{AccessLogSink, AccessRecord, BatchedStdoutSink, NullSink, TracingSink};
 pub use proxy::{bind, serve, ProxyError};
 pub use service::{
     Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, Timeouts,
