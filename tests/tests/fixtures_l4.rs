@@ -725,3 +725,53 @@ fn conntrack_survives_table_changes() {
         "the added backend got the re-picked flows' share"
     );
 }
+
+/// Draining (weight 0): established flows stay on the backend, new flows never reach it.
+#[test]
+fn draining_backend_keeps_established_flows_only() {
+    let Some(mut f) = fixture("draining_backend_keeps_established_flows_only") else {
+        return;
+    };
+    let all: Vec<IpAddr> = f.service("dsr4").backends.iter().map(|b| b.addr).collect();
+    let drained: IpAddr = "198.18.0.12".parse().unwrap();
+    let flows: Vec<([u8; 4], u16)> = (0..200u32)
+        .map(|i| ([198, 18, 4, (i % 250) as u8], 20000 + i as u16))
+        .collect();
+    let mut owner = Vec::new();
+    for &(src, sport) in &flows {
+        let pkt = tcp4(src, sport, [198, 18, 0, 100], 80, true);
+        let r = f.run(&pkt);
+        owner.push(check_dsr(&pkt, &r.output, &all));
+    }
+    assert!(
+        owner.contains(&drained),
+        "some flows on the backend to drain"
+    );
+    let changed = CONFIG.replace("weight = 2", "weight = 0");
+    assert_ne!(changed, CONFIG);
+    let cfg2 = config_with(&f._inst, &changed);
+    f.dp.sync(&cfg2.services, &l2_for(&cfg2))
+        .expect("sync with a draining backend");
+    f.cfg = cfg2;
+    f.tables.borrow_mut().clear();
+    for (i, &(src, sport)) in flows.iter().enumerate() {
+        let pkt = tcp4(src, sport, [198, 18, 0, 100], 80, false);
+        let r = f.run(&pkt);
+        assert_eq!(r.action, XDP_TX);
+        assert_eq!(
+            check_dsr(&pkt, &r.output, &all),
+            owner[i],
+            "established flow {i} stays"
+        );
+    }
+    for i in 0..300u32 {
+        let src = [198, 18, 5, (i % 250) as u8];
+        let pkt = tcp4(src, 40000 + i as u16, [198, 18, 0, 100], 80, true);
+        let r = f.run(&pkt);
+        assert_ne!(
+            check_dsr(&pkt, &r.output, &all),
+            drained,
+            "new flow {i} avoids the draining backend"
+        );
+    }
+}
