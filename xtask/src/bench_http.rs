@@ -473,23 +473,29 @@ fn wrk(lab: &Lab, pid: u32, to: SocketAddr, secs: u64, conns: u32) -> Result<Wrk
     let cpu0 = cpu_us(pid)?;
     // LB_BENCH_PERF=<file>: a perf profile of the proxy during the run (development aid).
     let perf = match std::env::var("LB_BENCH_PERF") {
-        Ok(file) if to.port() == PORT_KEEPALIVE && to.ip().to_string() == VIP => Some(
-            Command::new("perf")
-                .args([
-                    "record",
-                    "-F",
-                    "999",
-                    "-g",
-                    "-o",
-                    &file,
-                    "-p",
-                    &pid.to_string(),
-                ])
-                .args(["--", "sleep", &(secs / 2).max(1).to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?,
-        ),
+        Ok(file)
+            if to.ip().to_string() == VIP
+                && (to.port() == PORT_KEEPALIVE)
+                    != std::env::var_os("LB_BENCH_PERF_CLOSE").is_some() =>
+        {
+            Some(
+                Command::new("perf")
+                    .args([
+                        "record",
+                        "-F",
+                        "999",
+                        "-g",
+                        "-o",
+                        &file,
+                        "-p",
+                        &pid.to_string(),
+                    ])
+                    .args(["--", "sleep", &(secs / 2).max(1).to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            )
+        }
         _ => None,
     };
     let out = lab.client.exec_timeout(
