@@ -471,7 +471,8 @@ fn wrk(lab: &Lab, pid: u32, to: SocketAddr, secs: u64, conns: u32) -> Result<Wrk
     let url = format!("http://{to}/");
     let (d, c) = (format!("{secs}s"), conns.to_string());
     let cpu0 = cpu_us(pid)?;
-    // LB_BENCH_PERF=<file>: a perf profile of the proxy during the run (development aid).
+    // LB_BENCH_PERF=<file>: a perf profile of lb during its keep-alive run (with
+    // LB_BENCH_PERF_CLOSE set: its httpclose run); a development aid.
     let perf = match std::env::var("LB_BENCH_PERF") {
         Ok(file)
             if to.ip().to_string() == VIP
