@@ -212,17 +212,7 @@ async fn handle_connection(
         let i = svc_info.clone();
         async move { Ok::<_, Infallible>(p.handle(req, i).await) }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(t.http_request)
-        .max_buf_size(proxy.service.max_request_head.max(MIN_HEAD_BUFFER))
-        .keep_alive(!proxy.service.httpclose)
-        .preserve_header_case(proxy.service.preserve_header_case)
-        .title_case_headers(proxy.service.preserve_header_case);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(io, svc);
+    let conn = proxy.builder.serve_connection_with_upgrades(io, svc);
     tokio::pin!(conn);
     let res = tokio::select! {
         r = conn.as_mut() => r,
@@ -330,6 +320,26 @@ struct Proxy {
     pools: Vec<Arc<Pool>>,
     slots: Vec<Option<Arc<Semaphore>>>,
     sink: Arc<dyn AccessLogSink>,
+    /// Client connection settings, built once per service (not per connection: it
+    /// is sizeable, and each connection's future borrows it instead of holding it).
+    builder: ServerBuilder,
+}
+
+/// hyper's HTTP/1 + h2c server connection builder.
+type ServerBuilder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+fn server_builder(service: &HttpService) -> ServerBuilder {
+    let mut builder = ServerBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(service.timeouts.http_request)
+        .max_buf_size(service.max_request_head.max(MIN_HEAD_BUFFER))
+        .keep_alive(!service.httpclose)
+        .preserve_header_case(service.preserve_header_case)
+        .title_case_headers(service.preserve_header_case);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
 
 /// A response head from a server: server index, response, whether the request went
@@ -366,6 +376,7 @@ impl Proxy {
             stats = Arc::new(ServiceStats::new(n));
         }
         Proxy {
+            builder: server_builder(&service),
             balancer: Balancer::new(service.balance, n),
             pools: service
                 .servers
