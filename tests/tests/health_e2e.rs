@@ -35,6 +35,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 struct Backend {
     name: String,
     check_ok: Arc<AtomicBool>,
+    /// Answer /check.txt only after 3 x inter (a slow server).
+    slow: Arc<AtomicBool>,
     up: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
@@ -45,7 +47,13 @@ impl Drop for Backend {
     }
 }
 
-fn serve_conn(mut s: TcpStream, name: String, check_ok: Arc<AtomicBool>, up: Arc<AtomicBool>) {
+fn serve_conn(
+    mut s: TcpStream,
+    name: String,
+    check_ok: Arc<AtomicBool>,
+    slow: Arc<AtomicBool>,
+    up: Arc<AtomicBool>,
+) {
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -69,6 +77,9 @@ fn serve_conn(mut s: TcpStream, name: String, check_ok: Arc<AtomicBool>, up: Arc
             let head = String::from_utf8_lossy(&buf[..end]).into_owned();
             buf.drain(..end + 4);
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            if path == "/check.txt" && slow.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(3 * INTER_MS));
+            }
             let resp = if path == "/check.txt" {
                 if check_ok.load(Ordering::SeqCst) {
                     "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_string()
@@ -96,12 +107,14 @@ fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
     let b = Backend {
         name: name.to_string(),
         check_ok: Arc::new(AtomicBool::new(true)),
+        slow: Arc::new(AtomicBool::new(false)),
         up: Arc::new(AtomicBool::new(true)),
         stop: Arc::new(AtomicBool::new(false)),
     };
-    let (n, c, u, s) = (
+    let (n, c, w, u, s) = (
         b.name.clone(),
         b.check_ok.clone(),
+        b.slow.clone(),
         b.up.clone(),
         b.stop.clone(),
     );
@@ -115,8 +128,8 @@ fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
             match listener.as_ref().map(|l| l.accept()) {
                 Some(Ok((conn, _))) => {
                     let _ = conn.set_nonblocking(false);
-                    let (n, c, u) = (n.clone(), c.clone(), u.clone());
-                    std::thread::spawn(move || serve_conn(conn, n, c, u));
+                    let (n, c, w, u) = (n.clone(), c.clone(), w.clone(), u.clone());
+                    std::thread::spawn(move || serve_conn(conn, n, c, w, u));
                 }
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
@@ -204,6 +217,90 @@ fn wait_log_n(d: &Daemon, needle: &str, n: usize, timeout: Duration) -> Result<D
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(start.elapsed())
+}
+
+fn bpftool_json(args: &[&str]) -> Result<serde_json::Value> {
+    let out = std::process::Command::new("bpftool")
+        .arg("-j")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "bpftool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn u64s(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Reads the live Maglev table of `vip` from the pinned maps (as an operator would with
+/// bpftool) and returns the addresses of the backends it names.
+fn maglev_backends(
+    pin_dir: &std::path::Path,
+    vip: Ipv4Addr,
+) -> Result<std::collections::HashSet<Ipv4Addr>> {
+    let pin = |m: &str| pin_dir.join(m).display().to_string();
+    let vips = bpftool_json(&["map", "dump", "pinned", &pin("lb_vips")])?;
+    let meta = vips
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["formatted"])
+        .find(|e| u64s(&e["key"]["addr"]).get(..4) == Some(&vip.octets().map(u64::from)[..]))
+        .context("VIP not in lb_vips")?;
+    let slot = meta["value"]["table"].as_u64().context("table slot")? as u32;
+    let slot_bytes: Vec<String> = slot.to_le_bytes().iter().map(|b| b.to_string()).collect();
+    let maglev = pin("lb_maglev");
+    let mut args = vec!["map", "lookup", "pinned", maglev.as_str(), "key"];
+    args.extend(slot_bytes.iter().map(String::as_str));
+    let inner = bpftool_json(&args)?;
+    // The value of a map-of-maps entry is the inner map's id, little-endian bytes.
+    let id_bytes: Vec<u8> = inner["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| {
+            b.as_str()
+                .and_then(|h| u8::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        })
+        .collect();
+    let id = match id_bytes[..] {
+        [a, b, c, d] => u32::from_le_bytes([a, b, c, d]),
+        _ => anyhow::bail!("inner map id in {inner}"),
+    };
+    let table = bpftool_json(&["map", "dump", "id", &id.to_string()])?;
+    let mut ids = std::collections::HashSet::new();
+    for e in table.as_array().into_iter().flatten() {
+        let bytes: Vec<u8> = e["value"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| {
+                b.as_str()
+                    .and_then(|h| u8::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            })
+            .collect();
+        if let [a, b, c, d] = bytes[..] {
+            ids.insert(u32::from_le_bytes([a, b, c, d]));
+        }
+    }
+    let backends = bpftool_json(&["map", "dump", "pinned", &pin("lb_backends")])?;
+    let mut addrs = std::collections::HashSet::new();
+    for e in backends.as_array().into_iter().flatten() {
+        let f = &e["formatted"];
+        let Some(k) = f["key"].as_u64() else { continue };
+        if ids.contains(&(k as u32)) {
+            if let [a, b, c, d, ..] = u64s(&f["value"]["addr"])[..] {
+                addrs.insert(Ipv4Addr::new(a as u8, b as u8, c as u8, d as u8));
+            }
+        }
+    }
+    Ok(addrs)
 }
 
 fn config(instance: &str, socket: &str, b1: Ipv4Addr, b2: Ipv4Addr) -> String {
@@ -335,6 +432,13 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
             "no new L4 flow reaches a DOWN server"
         );
     }
+    let named = maglev_backends(&inst.pin_dir(), VIP_L4)?;
+    println!("Maglev table of {VIP_L4} names {named:?}");
+    assert!(
+        !named.contains(&b1),
+        "the Maglev table no longer names b1: {named:?}"
+    );
+    assert!(named.contains(&b2), "{named:?}");
     let (ok, stat, _) = admin(&socket, &["show", "stat"])?;
     assert!(ok);
     assert!(
@@ -378,6 +482,34 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     let took = wait_log(&d, "Server web/b1 is UP", Duration::from_secs(5))?;
     wait_log(&d, "Server l4/b1 is UP", Duration::from_secs(5))?;
     println!("b1 UP after {took:?} (rise {RISE})");
+    std::thread::sleep(Duration::from_millis(50));
+    let named = maglev_backends(&inst.pin_dir(), VIP_L4)?;
+    assert!(
+        named.contains(&b1) && named.contains(&b2),
+        "b1 back in the table: {named:?}"
+    );
+
+    // A slow server (checks answered after 3 x inter; without `timeout check` a check must
+    // finish within `inter`) goes DOWN the same way, and comes back when it is fast again.
+    backends[0].slow.store(true, Ordering::SeqCst);
+    let took = wait_log_n(&d, "Server web/b1 is DOWN", 2, Duration::from_secs(10))?;
+    wait_log_n(&d, "Server l4/b1 is DOWN", 2, Duration::from_secs(10))?;
+    println!("slow b1 DOWN after {took:?}");
+    assert!(
+        d.log().contains("timeout"),
+        "a timeout is the reason:\n{}",
+        d.log()
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            get(client, VIP_HTTP)?,
+            "b2",
+            "no L7 request reaches a slow DOWN server"
+        );
+    }
+    backends[0].slow.store(false, Ordering::SeqCst);
+    wait_log_n(&d, "Server web/b1 is UP", 2, Duration::from_secs(10))?;
+    wait_log_n(&d, "Server l4/b1 is UP", 2, Duration::from_secs(10))?;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
         seen.insert(get(client, VIP_HTTP)?);
@@ -515,7 +647,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
         });
         std::thread::sleep(Duration::from_millis(300));
         backends[0].up.store(false, Ordering::SeqCst);
-        let r = wait_log_n(&d, "Server l4/b1 is DOWN", 2, Duration::from_secs(5));
+        let r = wait_log_n(&d, "Server l4/b1 is DOWN", 3, Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);
         r.map(drop)
