@@ -3,6 +3,7 @@
 //! The eBPF crate builds with Debian's rustc (prebuilt BPF `core`) and bpf-linker, as
 //! ../shared/TOOLCHAIN.md describes; everything else with the normal toolchain.
 
+mod bench_http;
 mod wire;
 
 use anyhow::{bail, Context, Result};
@@ -60,6 +61,16 @@ enum Task {
         /// Skip the wire part (namespaces, nginx, wrk, nft).
         #[arg(long)]
         skip_wire: bool,
+        /// Skip the HTTP proxy part (lb vs HAProxy 2.6; `cargo xtask bench-http` alone).
+        #[arg(long)]
+        skip_http: bool,
+    },
+    /// The HTTP proxy against HAProxy 2.6 with the same config, side by side: req/s,
+    /// p50/p99, CPU per request, memory per idle connection (release build of lb).
+    BenchHttp {
+        /// `--duration S`, `--connections N`, `--idle N`, `--rounds N`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Run the whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, namespace tests.
     Test {
@@ -86,6 +97,7 @@ fn main() -> Result<()> {
             wire_rounds,
             skip_packet,
             skip_wire,
+            skip_http,
         } => {
             build_ebpf(&root)?;
             build_lb(&root, false)?;
@@ -112,7 +124,14 @@ fn main() -> Result<()> {
                     },
                 )?;
             }
+            if !skip_http {
+                bench_http::run(&root, &[])?;
+            }
             Ok(())
+        }
+        Task::BenchHttp { args } => {
+            build_ebpf(&root)?;
+            bench_http::run(&root, &args)
         }
         Task::Test { args } => {
             build_ebpf(&root)?;
