@@ -482,8 +482,12 @@ fn xdp_bench(calls: u64, runs: usize, cpu: usize, bpffs: &std::path::Path) -> an
 fn vrrp_status(path: PathBuf) -> anyhow::Result<()> {
     let cfg = config::load(&path)?;
     let file = lb::vrrp::status_path(&cfg.instance);
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("no VRRP status at {} (is `lb run` running with [[vrrp]]?)", file.display()))?;
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "no VRRP status at {} (is `lb run` running with [[vrrp]]?)",
+            file.display()
+        )
+    })?;
     print!("{text}");
     Ok(())
 }

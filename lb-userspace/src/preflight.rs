@@ -21,7 +21,9 @@ pub enum PreflightError {
     )]
     NotPrivileged,
     /// The configured interface does not exist in this network namespace.
-    #[error("interface {0:?} does not exist (`ip link` lists the interfaces; check xdp.interface)")]
+    #[error(
+        "interface {0:?} does not exist (`ip link` lists the interfaces; check xdp.interface)"
+    )]
     UnknownInterface(String),
     /// The configured path is not a bpffs mount.
     #[error(

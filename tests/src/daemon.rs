@@ -109,8 +109,10 @@ impl Daemon {
         let mut proc = NsProcess::spawn(cmd)?;
         let log = Arc::new(Mutex::new(String::new()));
         for pipe in [
-            proc.take_stderr().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            proc.take_stdout().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            proc.take_stderr()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            proc.take_stdout()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -124,7 +126,11 @@ impl Daemon {
                 }
             });
         }
-        let mut daemon = Daemon { proc, log, _config: config };
+        let mut daemon = Daemon {
+            proc,
+            log,
+            _config: config,
+        };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if daemon.log().contains(READY_LINE) {
@@ -135,7 +141,10 @@ impl Daemon {
                 bail!("lb run exited early ({status}):\n{}", daemon.log());
             }
             if Instant::now() > deadline {
-                bail!("lb run did not attach within {START_TIMEOUT:?}:\n{}", daemon.log());
+                bail!(
+                    "lb run did not attach within {START_TIMEOUT:?}:\n{}",
+                    daemon.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -34,23 +34,27 @@ fn serve(listener: TcpListener, connections: usize) {
 }
 
 fn ping_pong(client: &Netns, to: SocketAddr) -> Result<()> {
-    client.run(move || -> Result<()> {
-        let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"ping")?;
-        let mut buf = [0u8; 4];
-        s.read_exact(&mut buf)?;
-        anyhow::ensure!(&buf == b"pong", "unexpected answer {buf:?}");
-        Ok(())
-    })?
-    .with_context(|| format!("ping-pong with {to}"))
+    client
+        .run(move || -> Result<()> {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"ping")?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf)?;
+            anyhow::ensure!(&buf == b"pong", "unexpected answer {buf:?}");
+            Ok(())
+        })?
+        .with_context(|| format!("ping-pong with {to}"))
 }
 
 /// Parses the `web` line of `lb stats`: (packets, bytes).
 fn vip_counters(config: &ConfigFile) -> Result<(u64, u64)> {
     let (status, out, err) = lb(&["stats", "--config", config.path().to_str().unwrap()])?;
     anyhow::ensure!(status.success(), "lb stats failed: {err}");
-    let line = out.lines().find(|l| l.starts_with("web ")).context("no web line")?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .context("no web line")?;
     let f: Vec<&str> = line.split_whitespace().collect();
     Ok((f[2].parse()?, f[3].parse()?))
 }
@@ -93,7 +97,10 @@ fn run_counts_vip_traffic_only_and_detaches_on_sigterm() -> Result<()> {
     }
     let (packets, bytes) = vip_counters(&stats_cfg)?;
     // Each connection brings at least SYN, ACK+data and FIN from B to A.
-    assert!(packets >= 3 * CONNECTIONS as u64, "VIP packets counted: {packets}");
+    assert!(
+        packets >= 3 * CONNECTIONS as u64,
+        "VIP packets counted: {packets}"
+    );
     assert!(bytes >= packets * 54, "VIP bytes counted: {bytes}");
 
     for _ in 0..CONNECTIONS {
@@ -111,7 +118,11 @@ fn run_counts_vip_traffic_only_and_detaches_on_sigterm() -> Result<()> {
         .args(["-j", "map", "dump", "pinned"])
         .arg(&pin)
         .output()?;
-    assert!(dump.status.success(), "bpftool: {}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "bpftool: {}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let entries: serde_json::Value = serde_json::from_slice(&dump.stdout)?;
     let entry = &entries[0]["formatted"];
     let addr: Vec<u64> = entry["key"]["addr"]
@@ -127,7 +138,11 @@ fn run_counts_vip_traffic_only_and_detaches_on_sigterm() -> Result<()> {
     assert_eq!(entries.as_array().map(Vec::len), Some(1), "{entries}");
 
     let status = daemon.stop()?;
-    assert!(status.success(), "lb exits 0 on SIGTERM: {status}\n{}", daemon.log());
+    assert!(
+        status.success(),
+        "lb exits 0 on SIGTERM: {status}\n{}",
+        daemon.log()
+    );
     assert!(daemon.log().contains("XDP detached"), "{}", daemon.log());
     assert!(!xdp_attached(&a)?, "nothing stays attached after SIGTERM");
 

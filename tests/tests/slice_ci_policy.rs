@@ -21,10 +21,20 @@ fn probe_privileged() {
 fn probe_as_nobody(ci: bool) -> Result<(bool, String)> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
-        .arg(exe)
-        .args(["--exact", "probe_privileged", "--nocapture", "--test-threads=1"])
-        .env_remove("CI");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(exe)
+    .args([
+        "--exact",
+        "probe_privileged",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env_remove("CI");
     if ci {
         cmd.env("CI", "true");
     }
@@ -49,6 +59,9 @@ fn unprivileged_test_fails_under_ci_and_skips_loudly_otherwise() -> Result<()> {
 
     let (ok, out) = probe_as_nobody(false)?;
     assert!(ok, "outside CI the unprivileged run skips:\n{out}");
-    assert!(out.contains("SKIPPED probe_privileged: not running as root"), "{out}");
+    assert!(
+        out.contains("SKIPPED probe_privileged: not running as root"),
+        "{out}"
+    );
     Ok(())
 }

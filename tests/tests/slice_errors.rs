@@ -23,7 +23,10 @@ fn run_in(ns: &Netns, cfg: &ConfigFile) -> Result<(bool, String)> {
         .args(["run", "--config"])
         .arg(cfg.path())
         .output()?;
-    Ok((out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn invalid_value_names_file_line_and_key() -> Result<()> {
     )?;
     let (status, _, err) = lb(&["check", "--config", cfg.path().to_str().unwrap()])?;
     assert!(!status.success());
-    let want = format!("{}:5:7: service[0].vip: \"198.18.2.300\" is not an IPv4 or IPv6 address", cfg.path().display());
+    let want = format!(
+        "{}:5:7: service[0].vip: \"198.18.2.300\" is not an IPv4 or IPv6 address",
+        cfg.path().display()
+    );
     assert!(err.contains(&want), "expected {want:?} in: {err}");
     Ok(())
 }
@@ -69,7 +75,10 @@ fn unknown_interface() -> Result<()> {
     let cfg = ConfigFile::new(&config(inst.name(), "nosuch0", ""))?;
     let (ok, err) = run_in(&ns, &cfg)?;
     assert!(!ok);
-    assert!(err.contains("interface \"nosuch0\" does not exist"), "{err}");
+    assert!(
+        err.contains("interface \"nosuch0\" does not exist"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -84,14 +93,22 @@ fn not_root() -> Result<()> {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     std::fs::set_permissions(cfg.path(), std::fs::Permissions::from_mode(0o644))?;
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(lb_tests::require::lb_bin())
         .args(["run", "--config"])
         .arg(cfg.path())
         .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("lb run needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"), "{err}");
+    assert!(
+        err.contains("lb run needs root, or the capabilities CAP_BPF and CAP_NET_ADMIN"),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -126,9 +143,15 @@ fn native_attach_refused_names_mode_and_fallback_is_opt_in() -> Result<()> {
     let cfg = ConfigFile::new(&config(inst.name(), "lo", "mode = \"native\""))?;
     let (ok, err) = run_in(&ns, &cfg)?;
     assert!(!ok);
-    assert!(err.contains("XDP attach to lo refused: native mode:"), "{err}");
+    assert!(
+        err.contains("XDP attach to lo refused: native mode:"),
+        "{err}"
+    );
     assert!(err.contains("xdp.generic_fallback = true"), "{err}");
-    assert!(!err.contains("generic mode:"), "generic not tried unless asked: {err}");
+    assert!(
+        !err.contains("generic mode:"),
+        "generic not tried unless asked: {err}"
+    );
 
     // Asked for by config, the fallback attaches in generic mode.
     let cfg = ConfigFile::new(&config(inst.name(), "lo", "generic_fallback = true"))?;
@@ -148,6 +171,9 @@ fn placeholder_object_refused_with_build_hint() -> Result<()> {
         .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("built without its XDP program; build it with `cargo xtask build`"), "{err}");
+    assert!(
+        err.contains("built without its XDP program; build it with `cargo xtask build`"),
+        "{err}"
+    );
     Ok(())
 }

@@ -257,12 +257,23 @@ impl RawConfig {
                     }
                 }
                 if let Some(h) = &s.http {
-                    return Err(err(h.span().start, &key("http"), format!("[service.http] is only for mode = \"http\", not {:?}", mode.as_str())));
+                    return Err(err(
+                        h.span().start,
+                        &key("http"),
+                        format!(
+                            "[service.http] is only for mode = \"http\", not {:?}",
+                            mode.as_str()
+                        ),
+                    ));
                 }
                 for (j, srv) in http_servers.iter().enumerate() {
                     let srv_ref = srv.get_ref();
                     if srv_ref.cookie.is_some() || srv_ref.backup || srv_ref.maxconn.is_some() {
-                        return Err(err(srv.span().start, &key(&format!("server[{j}]")), "cookie, backup and maxconn are only for mode = \"http\"".into()));
+                        return Err(err(
+                            srv.span().start,
+                            &key(&format!("server[{j}]")),
+                            "cookie, backup and maxconn are only for mode = \"http\"".into(),
+                        ));
                     }
                 }
                 let l4_servers = std::mem::take(&mut l4_servers);
@@ -280,7 +291,11 @@ impl RawConfig {
             } else {
                 if mode == ServiceMode::Pass {
                     if let Some(h) = &s.http {
-                        return Err(err(h.span().start, &key("http"), "[service.http] is only for mode = \"http\"".into()));
+                        return Err(err(
+                            h.span().start,
+                            &key("http"),
+                            "[service.http] is only for mode = \"http\"".into(),
+                        ));
                     }
                     if let Some(srv) = http_servers.first() {
                         return Err(err(srv.span().start, &key("server[0]"), "mode = \"pass\" has no servers: use mode \"http\", \"dsr\" or \"ipip\"".into()));
@@ -290,11 +305,21 @@ impl RawConfig {
             };
             let http = if mode == ServiceMode::Http {
                 if protocol != Protocol::Tcp {
-                    return Err(err(s_at, &key("protocol"), "mode = \"http\" needs protocol = \"tcp\"".into()));
+                    return Err(err(
+                        s_at,
+                        &key("protocol"),
+                        "mode = \"http\" needs protocol = \"tcp\"".into(),
+                    ));
                 }
                 let listen = std::net::SocketAddr::new(addr, port);
-                let svc = super::http::validate_http(&name, listen, s.http.take(), std::mem::take(&mut http_servers), s_at)
-                    .map_err(|e| err(e.at, &key(&e.key), e.message))?;
+                let svc = super::http::validate_http(
+                    &name,
+                    listen,
+                    s.http.take(),
+                    std::mem::take(&mut http_servers),
+                    s_at,
+                )
+                .map_err(|e| err(e.at, &key(&e.key), e.message))?;
                 Some(std::sync::Arc::new(svc))
             } else {
                 None
@@ -306,7 +331,9 @@ impl RawConfig {
                         let at = h.span().start;
                         h.into_inner().validate("health.", at)
                     })
-                    .unwrap_or_else(|| super::health::RawHealth::default().validate("health.", s_at))
+                    .unwrap_or_else(|| {
+                        super::health::RawHealth::default().validate("health.", s_at)
+                    })
                     .map_err(|e| err(e.at, &key(&e.key), e.message))?,
                 servers: raw_checks
                     .into_iter()

@@ -392,7 +392,8 @@ impl DataPlane {
         // One syscall for the whole table (see batch.rs), not one per slot.
         let fd = super::batch::create_u32_array(len, INNER_MAP_FLAGS, "lb_maglev_tbl")
             .map_err(syscall("bpf_map_create"))?;
-        super::batch::update_all_u32(std::os::fd::AsFd::as_fd(&fd), table).map_err(syscall("bpf_map_update_batch"))?;
+        super::batch::update_all_u32(std::os::fd::AsFd::as_fd(&fd), table)
+            .map_err(syscall("bpf_map_update_batch"))?;
         let inner = MapData::from_fd(fd).map_err(map_err(names::MAGLEV))?;
         let mut outer: ArrayOfMaps<&mut MapData, MapData> = self
             .ebpf
