@@ -19,6 +19,8 @@ use std::{
 
 /// Where `lb` pins an instance's maps by default.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/lb";
+/// Where `lb` keeps an instance's admin socket and VRRP status by default.
+pub const RUN_DIR: &str = "/run/lb";
 /// How long `lb run` may take to report that it attached.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// The line `lb run` logs once XDP is attached and VIPs are written.
@@ -53,8 +55,12 @@ impl Instance {
         Path::new(PIN_ROOT).join(&self.name)
     }
 
+    /// Removes what an `lb run` of this instance leaves when it is killed: pinned maps,
+    /// the default admin socket and the VRRP status directory.
     fn remove_pins(&self) {
         let _ = std::fs::remove_dir_all(self.pin_dir());
+        let _ = std::fs::remove_file(Path::new(RUN_DIR).join(format!("{}.sock", self.name)));
+        let _ = std::fs::remove_dir_all(Path::new(RUN_DIR).join(&self.name));
     }
 }
 

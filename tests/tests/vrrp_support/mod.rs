@@ -320,6 +320,8 @@ impl Drop for Lab {
         for inst in &self.instances {
             let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/lb").join(inst));
             let _ = std::fs::remove_dir_all(Path::new("/run/lb").join(inst));
+            // The default admin socket, left behind when a test SIGKILLs its daemon.
+            let _ = std::fs::remove_file(Path::new("/run/lb").join(format!("{inst}.sock")));
         }
         if std::env::var_os("VRRP_KEEP_FILES").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
