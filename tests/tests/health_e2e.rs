@@ -570,6 +570,33 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     }
     assert_eq!(seen.len(), 2, "ready restores the rotation");
 
+    // `set weight` (HAProxy's): 3:1 on the HTTP service, then back to the config's.
+    let (ok, _, err) = admin(&socket, &["set", "weight", "web/b1", "3"])?;
+    assert!(ok, "{err}");
+    let mut to_b1 = 0;
+    for _ in 0..40 {
+        if get(client, VIP_HTTP)? == "b1" {
+            to_b1 += 1;
+        }
+    }
+    println!("set weight web/b1 3: {to_b1} of 40 requests to b1");
+    assert!(
+        (28..=32).contains(&to_b1),
+        "weight 3:1 gives b1 about 30 of 40: {to_b1}"
+    );
+    let (ok, _, err) = admin(&socket, &["set", "weight", "web/b1", "100%"])?;
+    assert!(ok, "{err}");
+    // ... and on the L4 service: weight 0 takes no new flows.
+    let (ok, _, err) = admin(&socket, &["set", "weight", "l4/b1", "0"])?;
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..20 {
+        assert_eq!(get(client, VIP_L4)?, "b2", "L4 weight 0: no new flows");
+    }
+    let (ok, _, err) = admin(&socket, &["set", "weight", "l4/b1", "100%"])?;
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(50));
+
     // Drain on L4: an open stream keeps its backend, new flows go elsewhere.
     let mut stream = Conn::open(client, VIP_L4)?;
     let owner = stream.get()?;

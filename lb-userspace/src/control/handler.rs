@@ -101,11 +101,6 @@ impl Control {
                     "Weight must be between 0 and {MAX_WEIGHT}."
                 )));
             }
-            if self.config().services[si].http.is_some() {
-                return Err(AdminError::Rejected(
-                    "set weight applies to L4 services; HTTP weights follow the config (use drain to stop new sessions)".into(),
-                ));
-            }
             s.weight = new;
         }
         self.publish(None);

@@ -23,6 +23,9 @@ use tracing::{info, warn};
 
 pub use crate::admin::AdminState;
 
+/// How often weights are republished while a server ramps up after `slowstart`.
+pub const RAMP_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What an operator (admin socket) and the health checks say about one server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerStatus {
@@ -36,6 +39,8 @@ pub struct ServerStatus {
     pub config_weight: u32,
     /// When admin or health state last changed.
     pub since: Instant,
+    /// When health last came back UP from DOWN (starts a `slowstart` ramp).
+    pub up_since: Option<Instant>,
 }
 
 impl ServerStatus {
@@ -46,7 +51,14 @@ impl ServerStatus {
             weight,
             config_weight: weight,
             since: now,
+            up_since: None,
         }
+    }
+
+    /// The weight in force at `now`: the current weight, ramped up after a return to UP
+    /// when the server has `slowstart` (HAProxy's slowstart).
+    pub fn weight_at(&self, slowstart: Option<std::time::Duration>, now: Instant) -> u32 {
+        health::slowstart_weight(self.weight, self.up_since, slowstart, now)
     }
 
     /// May receive new sessions (L7 balancing) and new flows (L4 Maglev).
@@ -135,6 +147,11 @@ fn server_is_backup(svc: &Service, i: usize) -> bool {
         .as_ref()
         .and_then(|h| h.servers.get(i))
         .is_some_and(|s| s.backup)
+}
+
+/// A server's `slowstart` setting.
+fn slowstart_of(svc: &Service, i: usize) -> Option<std::time::Duration> {
+    svc.health.servers.get(i).and_then(|c| c.slowstart)
 }
 
 /// Where a server's health checks connect: its address, with the check port if set
@@ -282,6 +299,23 @@ impl Control {
             );
         }
         drop(handles);
+        // While a server ramps up after `slowstart`, republish its weight every
+        // RAMP_STEP so both planes follow the ramp.
+        let ramp = Arc::clone(self);
+        let mut ramp_stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RAMP_STEP);
+            loop {
+                tokio::select! {
+                    _ = ramp_stop.wait_for(|&s| s) => break,
+                    _ = tick.tick() => {
+                        if ramp.ramping() {
+                            ramp.publish(None);
+                        }
+                    }
+                }
+            }
+        });
         let me = Arc::clone(self);
         let stale = own_stop;
         tokio::spawn(async move {
@@ -358,6 +392,9 @@ impl Control {
         let (active, backup) = {
             let mut st = self.lock();
             let s = &mut st[si][i];
+            if ev.state == HealthState::Up && ev.previous == HealthState::Down {
+                s.up_since = Some(ev.decided_at);
+            }
             s.health = ev.state;
             s.since = ev.decided_at;
             let svc = &self.config().services[si];
@@ -388,14 +425,20 @@ impl Control {
     fn publish(&self, decided_at: Option<Instant>) {
         let st = self.lock().clone();
         let cfg = self.config();
+        let now = Instant::now();
         for (si, svc) in cfg.services.iter().enumerate() {
             if let Some((states, _)) = self.http.get(&svc.name) {
                 states.store(
                     st[si]
                         .iter()
-                        .map(|s| ServerState {
-                            up: s.keeps_existing(),
-                            drain: !s.takes_new() && s.keeps_existing(),
+                        .enumerate()
+                        .map(|(i, s)| {
+                            let w = s.weight_at(slowstart_of(svc, i), now);
+                            ServerState {
+                                up: s.keeps_existing(),
+                                drain: !s.takes_new() && s.keeps_existing(),
+                                weight: (w != s.config_weight).then_some(w),
+                            }
                         })
                         .collect(),
                 );
@@ -408,6 +451,17 @@ impl Control {
                 l4.servers = Arc::new(st);
             });
         }
+    }
+
+    /// Whether any server is in a `slowstart` ramp now.
+    fn ramping(&self) -> bool {
+        let cfg = self.config();
+        let now = Instant::now();
+        self.lock().iter().zip(&cfg.services).any(|(st, svc)| {
+            st.iter()
+                .enumerate()
+                .any(|(i, s)| health::slowstart_active(s.up_since, slowstart_of(svc, i), now))
+        })
     }
 
     /// When the daemon started (for `show info`).
@@ -450,18 +504,24 @@ pub fn effective_l4(
     servers: &[Vec<ServerStatus>],
 ) -> (Vec<Service>, HashSet<IpAddr>) {
     let mut down = HashSet::new();
+    let now = Instant::now();
     let services = config
         .services
         .iter()
         .enumerate()
         .map(|(si, svc)| {
+            let configured = svc;
             let mut svc = svc.clone();
             if svc.mode.is_l4() {
                 for (i, b) in svc.backends.iter_mut().enumerate() {
                     let Some(s) = servers.get(si).and_then(|v| v.get(i)) else {
                         continue;
                     };
-                    b.weight = if s.takes_new() { s.weight } else { 0 };
+                    b.weight = if s.takes_new() {
+                        s.weight_at(slowstart_of(configured, i), now)
+                    } else {
+                        0
+                    };
                     if !s.keeps_existing() {
                         down.insert(b.addr);
                     }
@@ -485,4 +545,85 @@ pub fn effective_l4(
         }
     }
     (services, down)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{path::Path, time::Duration};
+
+    const CONFIG: &str = r#"
+[xdp]
+interface = "eth0"
+[[service]]
+name = "l4"
+vip = "198.18.0.99"
+port = 80
+mode = "dsr"
+[[service.server]]
+name = "a"
+address = "198.18.0.2"
+weight = 100
+check = true
+slowstart = "10s"
+[[service.server]]
+name = "b"
+address = "198.18.0.3"
+weight = 100
+"#;
+
+    fn statuses(cfg: &Config, now: Instant) -> Vec<Vec<ServerStatus>> {
+        cfg.services
+            .iter()
+            .map(|s| {
+                s.backends
+                    .iter()
+                    .map(|b| ServerStatus::new(b.weight, now))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drain_and_down_shape_the_l4_view() {
+        let cfg = crate::config::parse(Path::new("t.toml"), CONFIG).unwrap();
+        let now = Instant::now();
+        let mut st = statuses(&cfg, now);
+        st[0][0].admin = AdminState::Drain;
+        let (svcs, down) = effective_l4(&cfg, &st);
+        assert_eq!(svcs[0].backends[0].weight, 0, "drain: no new flows");
+        assert!(down.is_empty(), "drain keeps existing flows");
+        st[0][0].admin = AdminState::Ready;
+        st[0][1].health = HealthState::Down;
+        let (svcs, down) = effective_l4(&cfg, &st);
+        assert_eq!(svcs[0].backends[1].weight, 0);
+        assert!(
+            down.contains(&"198.18.0.3".parse::<IpAddr>().unwrap()),
+            "DOWN: flows re-picked"
+        );
+        st[0][1].health = HealthState::Up;
+        st[0][1].weight = 7;
+        let (svcs, _) = effective_l4(&cfg, &st);
+        assert_eq!(svcs[0].backends[1].weight, 7, "set weight");
+    }
+
+    #[test]
+    fn slowstart_ramps_the_weight_after_a_return_to_up() {
+        let cfg = crate::config::parse(Path::new("t.toml"), CONFIG).unwrap();
+        let now = Instant::now();
+        let mut st = statuses(&cfg, now);
+        // Up for half of the 10 s ramp: about half the weight.
+        st[0][0].up_since = Some(now - Duration::from_secs(5));
+        let (svcs, _) = effective_l4(&cfg, &st);
+        let w = svcs[0].backends[0].weight;
+        assert!((45..=55).contains(&w), "half-way weight {w}");
+        assert_eq!(svcs[0].backends[1].weight, 100, "no slowstart, no ramp");
+        // The ramp is over after the period.
+        st[0][0].up_since = Some(now - Duration::from_secs(11));
+        let (svcs, _) = effective_l4(&cfg, &st);
+        assert_eq!(svcs[0].backends[0].weight, 100);
+        // A server that never went down has no ramp.
+        st[0][0].up_since = None;
+        assert_eq!(st[0][0].weight_at(Some(Duration::from_secs(10)), now), 100);
+    }
 }

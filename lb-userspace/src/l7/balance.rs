@@ -18,6 +18,9 @@ pub struct ServerState {
     pub up: bool,
     /// Admin `drain`: no new (non-persistent) requests, persistent ones still served.
     pub drain: bool,
+    /// Weight in force when it differs from the config's (admin `set weight`, a
+    /// `slowstart` ramp); `None` uses the configured weight.
+    pub weight: Option<u32>,
 }
 
 impl ServerState {
@@ -25,11 +28,13 @@ impl ServerState {
     pub const UP: ServerState = ServerState {
         up: true,
         drain: false,
+        weight: None,
     };
     /// Down: no traffic at all, persistence ignored.
     pub const DOWN: ServerState = ServerState {
         up: false,
         drain: false,
+        weight: None,
     };
 
     /// May receive requests chosen by load balancing.
@@ -118,8 +123,12 @@ impl Balancer {
         client: IpAddr,
         skip: &dyn Fn(usize) -> bool,
     ) -> Option<usize> {
+        let weight = |i: usize| {
+            let configured = servers.get(i).map_or(0, |s| s.weight);
+            state_of(states, i).weight.unwrap_or(configured)
+        };
         let usable =
-            |i: usize, s: &Server| s.weight > 0 && state_of(states, i).balanced() && !skip(i);
+            |i: usize, _: &Server| weight(i) > 0 && state_of(states, i).balanced() && !skip(i);
         let primary: Vec<usize> = servers
             .iter()
             .enumerate()
@@ -134,26 +143,31 @@ impl Balancer {
                 .map(|(i, _)| i);
         }
         match self.algo {
-            Balance::RoundRobin => self.pick_rr(servers, &primary),
-            Balance::LeastConn => self.pick_leastconn(servers, &primary, inflight),
-            Balance::Source => pick_source(servers, &primary, client),
+            Balance::RoundRobin => self.pick_rr(servers.len(), &weight, &primary),
+            Balance::LeastConn => self.pick_leastconn(&weight, &primary, inflight),
+            Balance::Source => pick_source(&weight, &primary, client),
         }
     }
 
     /// Smooth weighted round robin (nginx's algorithm): spreads a heavy server's turns
     /// between the others instead of sending it a burst, as HAProxy's roundrobin does.
-    fn pick_rr(&self, servers: &[Server], candidates: &[usize]) -> Option<usize> {
+    fn pick_rr(
+        &self,
+        n: usize,
+        weight: &dyn Fn(usize) -> u32,
+        candidates: &[usize],
+    ) -> Option<usize> {
         let mut cur = match self.rr.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if cur.len() < servers.len() {
-            cur.resize(servers.len(), 0);
+        if cur.len() < n {
+            cur.resize(n, 0);
         }
         let mut total: i64 = 0;
         let mut best: Option<usize> = None;
         for &i in candidates {
-            let w = i64::from(servers[i].weight);
+            let w = i64::from(weight(i));
             cur[i] += w;
             total += w;
             if best.is_none_or(|b| cur[i] > cur[b]) {
@@ -169,7 +183,7 @@ impl Balancer {
     /// Lowest in-flight/weight ratio; ties go round robin.
     fn pick_leastconn(
         &self,
-        servers: &[Server],
+        weight: &dyn Fn(usize) -> u32,
         candidates: &[usize],
         inflight: &[u32],
     ) -> Option<usize> {
@@ -182,10 +196,7 @@ impl Balancer {
             best = match best {
                 None => Some(i),
                 // load(i)/w(i) < load(b)/w(b), compared without division.
-                Some(b)
-                    if load(i) * u64::from(servers[b].weight)
-                        < load(b) * u64::from(servers[i].weight) =>
-                {
+                Some(b) if load(i) * u64::from(weight(b)) < load(b) * u64::from(weight(i)) => {
                     Some(i)
                 }
                 keep => keep,
@@ -198,17 +209,18 @@ impl Balancer {
 /// Hash of the client address mapped over the weighted candidates (HAProxy's map-based
 /// `balance source`): the same client lands on the same server while the set of usable
 /// servers does not change.
-fn pick_source(servers: &[Server], candidates: &[usize], client: IpAddr) -> Option<usize> {
-    let total: u64 = candidates
-        .iter()
-        .map(|&i| u64::from(servers[i].weight))
-        .sum();
+fn pick_source(
+    weight: &dyn Fn(usize) -> u32,
+    candidates: &[usize],
+    client: IpAddr,
+) -> Option<usize> {
+    let total: u64 = candidates.iter().map(|&i| u64::from(weight(i))).sum();
     if total == 0 {
         return None;
     }
     let mut slot = source_hash(client) % total;
     for &i in candidates {
-        let w = u64::from(servers[i].weight);
+        let w = u64::from(weight(i));
         if slot < w {
             return Some(i);
         }
@@ -289,6 +301,33 @@ mod tests {
     }
 
     #[test]
+    fn runtime_weight_overrides_the_configured_one() {
+        let s = farm(&[1, 1]);
+        let b = Balancer::new(Balance::RoundRobin, 2);
+        let st = [
+            ServerState {
+                weight: Some(3),
+                ..ServerState::UP
+            },
+            ServerState::UP,
+        ];
+        let picks = run(&b, &s, &st, 8);
+        assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 6, "{picks:?}");
+        let st = [
+            ServerState {
+                weight: Some(0),
+                ..ServerState::UP
+            },
+            ServerState::UP,
+        ];
+        assert_eq!(
+            run(&b, &s, &st, 3),
+            vec![1, 1, 1],
+            "weight 0 takes no new requests"
+        );
+    }
+
+    #[test]
     fn down_and_drain_are_skipped_backup_only_when_needed() {
         let mut s = farm(&[1, 1, 1, 1]);
         s[2].backup = true;
@@ -299,6 +338,7 @@ mod tests {
             ServerState {
                 up: true,
                 drain: true,
+                weight: None,
             },
             ServerState::UP,
             ServerState::UP,

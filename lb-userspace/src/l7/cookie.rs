@@ -708,6 +708,7 @@ mod tests {
                 ServerState {
                     up: true,
                     drain: true,
+                    weight: None,
                 },
                 ServerState::UP,
                 ServerState::UP,
