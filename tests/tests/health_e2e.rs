@@ -140,8 +140,13 @@ fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
 
 /// One HTTP GET over a fresh connection from the client namespace; returns the body.
 fn get(client: &Netns, vip: Ipv4Addr) -> Result<String> {
+    get_port(client, vip, 80)
+}
+
+/// [`get`] on another port.
+fn get_port(client: &Netns, vip: Ipv4Addr, port: u16) -> Result<String> {
     client.run(move || -> Result<String> {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::new(vip.into(), 80), IO_TIMEOUT)?;
+        let mut s = TcpStream::connect_timeout(&SocketAddr::new(vip.into(), port), IO_TIMEOUT)?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.write_all(
             format!("GET / HTTP/1.1\r\nHost: {vip}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -334,6 +339,29 @@ address = "{b2}:80"
 cookie = "b2"
 {check}
 
+# Passive health: b1's traffic port (9) refuses, its check port (80) is fine, so only
+# `observe` can find out.
+[[service]]
+name = "obs"
+vip = "{VIP_HTTP}"
+port = 8080
+mode = "http"
+[service.http]
+retries = 3
+redispatch = true
+[[service.server]]
+name = "b1"
+address = "{b1}:9"
+check = true
+port = 80
+inter = "10s"
+observe = "layer4"
+error_limit = 3
+on_error = "mark-down"
+[[service.server]]
+name = "b2"
+address = "{b2}:80"
+
 [[service]]
 name = "l4"
 vip = "{VIP_L4}"
@@ -401,6 +429,22 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
         seen.insert(get(client, VIP_L4)?);
     }
     assert_eq!(seen.len(), 2, "L4 Maglev spreads over both: {seen:?}");
+
+    // Passive health (`observe layer4`, `error_limit 3`, `on_error mark-down`): real
+    // traffic finds the refusing port that the active checks do not see.
+    for _ in 0..12 {
+        assert_eq!(
+            get_port(client, VIP_HTTP, 8080)?,
+            "b2",
+            "retries hide the refusing server"
+        );
+    }
+    wait_log(&d, "Server obs/b1 is DOWN", Duration::from_secs(5))?;
+    assert!(
+        d.log().contains("Detected 3 consecutive errors"),
+        "observe is the reason:\n{}",
+        d.log()
+    );
 
     // Acceptance 2: b1's check file answers 404 -> DOWN after exactly `fall` checks.
     backends[0].check_ok.store(false, Ordering::SeqCst);

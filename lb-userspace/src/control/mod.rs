@@ -298,6 +298,23 @@ impl Control {
                 Arc::new(health::spawn(spec, tx.clone(), shutdown.clone())),
             );
         }
+        // Passive health: the HTTP proxies report each server's connection and response
+        // outcomes to its check task's observer (a no-op without `observe`).
+        let cfg = self.config();
+        for (si, svc) in cfg.services.iter().enumerate() {
+            if let Some((states, _)) = self.http.get(&svc.name) {
+                states.set_observers(
+                    (0..server_count(svc))
+                        .map(|i| {
+                            handles
+                                .get(&(si, i))
+                                .map(|h| h.observer())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                );
+            }
+        }
         drop(handles);
         // While a server ramps up after `slowstart`, republish its weight every
         // RAMP_STEP so both planes follow the ramp.

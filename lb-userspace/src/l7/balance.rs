@@ -49,6 +49,9 @@ impl ServerState {
 #[derive(Debug)]
 pub struct ServerStates {
     inner: ArcSwap<Vec<ServerState>>,
+    /// Per server, where the proxy reports connection and response outcomes for passive
+    /// health (`observe`); a no-op observer for servers without it.
+    observers: ArcSwap<Vec<crate::health::Observer>>,
 }
 
 impl ServerStates {
@@ -56,6 +59,7 @@ impl ServerStates {
     pub fn all_up(n: usize) -> Self {
         ServerStates {
             inner: ArcSwap::from_pointee(vec![ServerState::UP; n]),
+            observers: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
@@ -78,6 +82,18 @@ impl ServerStates {
     /// The current snapshot.
     pub fn snapshot(&self) -> Arc<Vec<ServerState>> {
         self.inner.load_full()
+    }
+
+    /// Installs the passive-health observers, one per server (health checks start them).
+    pub fn set_observers(&self, observers: Vec<crate::health::Observer>) {
+        self.observers.store(Arc::new(observers));
+    }
+
+    /// Reports what happened on a connection to or a response from server `index`.
+    pub fn observe(&self, index: usize, event: crate::health::ObservedEvent) {
+        if let Some(o) = self.observers.load().get(index) {
+            o.report(event);
+        }
     }
 }
 

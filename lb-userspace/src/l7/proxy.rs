@@ -12,6 +12,7 @@ use super::{
     service::{HttpService, Timeouts, DEFAULT_MAX_IDLE_PER_SERVER, DEFAULT_SHUTDOWN_GRACE},
     stats::ServiceStats,
 };
+use crate::health::ObservedEvent;
 use bytes::Bytes;
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
@@ -602,6 +603,7 @@ impl Proxy {
         let status = rparts.status.as_u16();
         self.stats.counters.count_status(status);
         self.stats.servers[idx].counters.count_status(status);
+        self.states.observe(idx, ObservedEvent::HttpStatus(status));
         let server_proto = rparts.headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut rparts.headers);
 
@@ -739,6 +741,7 @@ impl Proxy {
             match self.pools[idx].get(&t).await {
                 Ok((sender, reused)) => {
                     rec.t_connect = ms(c0.elapsed());
+                    self.states.observe(idx, ObservedEvent::ConnectOk);
                     srv.open();
                     let guard = InflightGuard(idx, self.stats.clone());
                     req.body_mut().server = Some(idx);
@@ -750,6 +753,12 @@ impl Proxy {
                         Err(f) => {
                             drop(guard);
                             srv.errors_resp.fetch_add(1, Relaxed);
+                            let ev = match f {
+                                Failure::ServerTimeout => ObservedEvent::HttpReadTimeout,
+                                Failure::BadResponse => ObservedEvent::HttpBadResponse,
+                                _ => ObservedEvent::HttpReadError,
+                            };
+                            self.states.observe(idx, ev);
                             Err(f)
                         }
                     };
@@ -757,6 +766,7 @@ impl Proxy {
                 Err(e) => {
                     drop(slot);
                     srv.errors_conn.fetch_add(1, Relaxed);
+                    self.states.observe(idx, ObservedEvent::ConnectError);
                     tracing::debug!(service = %self.service.name, server = %self.service.servers[idx].name, error = %e, "connect failed");
                     if !tried.contains(&idx) {
                         tried.push(idx);
