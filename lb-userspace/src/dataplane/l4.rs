@@ -62,6 +62,27 @@ fn family(ip: IpAddr) -> u8 {
     }
 }
 
+/// Gives every key of `wanted` that has no id yet the lowest free id below `max` (ids of
+/// existing keys never move, so conntrack entries stay valid); returns the new ids.
+fn assign_ids<K: Copy + Eq + std::hash::Hash>(
+    ids: &mut StdHashMap<K, u32>,
+    wanted: &[K],
+    max: u32,
+    what: &'static str,
+) -> Result<Vec<u32>, DataPlaneError> {
+    let mut used: HashSet<u32> = ids.values().copied().collect();
+    let mut fresh = Vec::new();
+    for k in wanted {
+        if !ids.contains_key(k) {
+            let id = free_id(&used, max).ok_or(DataPlaneError::Full { what, max })?;
+            used.insert(id);
+            ids.insert(*k, id);
+            fresh.push(id);
+        }
+    }
+    Ok(fresh)
+}
+
 /// The lowest id not in `used`, below `max`.
 fn free_id(used: &HashSet<u32>, max: u32) -> Option<u32> {
     (0..max).find(|i| !used.contains(i))
@@ -119,19 +140,7 @@ impl DataPlane {
         // 1. Ids: keep existing ones, allocate the lowest free ones for new VIPs/backends.
         let wanted_vips: Vec<VipKey> = services.iter().map(super::vip_key).collect();
         self.vip_ids.retain(|k, _| wanted_vips.contains(k));
-        let mut used: HashSet<u32> = self.vip_ids.values().copied().collect();
-        let mut fresh_vips = Vec::new();
-        for k in &wanted_vips {
-            if !self.vip_ids.contains_key(k) {
-                let id = free_id(&used, MAX_VIPS).ok_or(DataPlaneError::Full {
-                    what: "VIPs",
-                    max: MAX_VIPS,
-                })?;
-                used.insert(id);
-                self.vip_ids.insert(*k, id);
-                fresh_vips.push(id);
-            }
-        }
+        let fresh_vips = assign_ids(&mut self.vip_ids, &wanted_vips, MAX_VIPS, "VIPs")?;
         let wanted_backends: Vec<IpAddr> = {
             let mut seen = HashSet::new();
             services
@@ -147,19 +156,12 @@ impl DataPlane {
             .filter(|(a, _)| !wanted_backends.contains(a))
             .map(|(a, i)| (*a, *i))
             .collect();
-        let mut used: HashSet<u32> = self.backend_ids.values().copied().collect();
-        let mut fresh_backends = Vec::new();
-        for a in &wanted_backends {
-            if !self.backend_ids.contains_key(a) {
-                let id = free_id(&used, MAX_BACKENDS).ok_or(DataPlaneError::Full {
-                    what: "backends",
-                    max: MAX_BACKENDS,
-                })?;
-                used.insert(id);
-                self.backend_ids.insert(*a, id);
-                fresh_backends.push(id);
-            }
-        }
+        let fresh_backends = assign_ids(
+            &mut self.backend_ids,
+            &wanted_backends,
+            MAX_BACKENDS,
+            "backends",
+        )?;
 
         // 2. Counters of fresh ids start at zero (the slot may have served a removed one).
         self.zero_stats(&fresh_vips, &fresh_backends)?;
