@@ -40,11 +40,8 @@ impl Decap {
         loader.map_max_entries(names::CONNTRACK4, 1024);
         let mut ebpf = loader.load(&xdp_object()?).map_err(DataPlaneError::Load)?;
         {
-            let mut map: HashMap<&mut MapData, VipAddrKey, u32> = ebpf
-                .map_mut(names::DECAP_VIPS)
-                .ok_or(DataPlaneError::MissingMap(names::DECAP_VIPS))?
-                .try_into()
-                .map_err(map_err(names::DECAP_VIPS))?;
+            let mut map: HashMap<&mut MapData, VipAddrKey, u32> =
+                super::typed_mut(&mut ebpf, names::DECAP_VIPS)?;
             for ip in vips {
                 map.insert(addr_key(*ip), 0, 0)
                     .map_err(map_err(names::DECAP_VIPS))?;

@@ -1,6 +1,6 @@
 //! Reading the conntrack table for `show flows`.
 
-use super::{map_err, DataPlane, DataPlaneError};
+use super::{typed, DataPlane, DataPlaneError};
 use aya::maps::{HashMap, MapData};
 use lb_common::{
     conntrack::{FlowKey, FlowState},
@@ -10,12 +10,7 @@ use lb_common::{
 impl DataPlane {
     /// Up to `limit` conntrack entries (the LRU map's iteration order).
     pub fn flows(&self, limit: usize) -> Result<Vec<(FlowKey, FlowState)>, DataPlaneError> {
-        let map = self
-            .ebpf
-            .map(names::CONNTRACK)
-            .ok_or(DataPlaneError::MissingMap(names::CONNTRACK))?;
-        let ct: HashMap<&MapData, FlowKey, FlowState> =
-            map.try_into().map_err(map_err(names::CONNTRACK))?;
+        let ct: HashMap<&MapData, FlowKey, FlowState> = typed(&self.ebpf, names::CONNTRACK)?;
         Ok(ct.iter().filter_map(Result::ok).take(limit).collect())
     }
 }

@@ -7,7 +7,7 @@
 //! removed backend's entry is cleared last, when no table names it any more, which makes
 //! its conntrack entries re-pick.
 
-use super::{map_err, stats, DataPlane, DataPlaneError};
+use super::{map_err, stats, typed, typed_mut, DataPlane, DataPlaneError};
 use crate::{
     config::{L4Config, Service, ServiceMode},
     maglev::{self, MaglevBackend},
@@ -89,35 +89,13 @@ fn free_id(used: &HashSet<u32>, max: u32) -> Option<u32> {
 }
 
 impl DataPlane {
-    /// A typed handle to one of the object's maps.
-    fn map_mut<'a, M>(&'a mut self, name: &'static str) -> Result<M, DataPlaneError>
-    where
-        M: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
-    {
-        self.ebpf
-            .map_mut(name)
-            .ok_or(DataPlaneError::MissingMap(name))?
-            .try_into()
-            .map_err(map_err(name))
-    }
-
     /// Reads the ids a previous run left in the pinned maps, so a restart keeps them.
     pub(super) fn adopt_pinned_ids(&mut self) -> Result<(), DataPlaneError> {
-        let vips: HashMap<&MapData, VipKey, VipMeta> = self
-            .ebpf
-            .map(names::VIPS)
-            .ok_or(DataPlaneError::MissingMap(names::VIPS))?
-            .try_into()
-            .map_err(map_err(names::VIPS))?;
+        let vips: HashMap<&MapData, VipKey, VipMeta> = typed(&self.ebpf, names::VIPS)?;
         for (k, m) in vips.iter().filter_map(Result::ok) {
             self.vip_ids.insert(k, m.id);
         }
-        let backends: Array<&MapData, Backend> = self
-            .ebpf
-            .map(names::BACKENDS)
-            .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
-            .try_into()
-            .map_err(map_err(names::BACKENDS))?;
+        let backends: Array<&MapData, Backend> = typed(&self.ebpf, names::BACKENDS)?;
         for i in 0..MAX_BACKENDS {
             if let Ok(b) = backends.get(&i, 0) {
                 if b.flags != 0 {
@@ -174,12 +152,7 @@ impl DataPlane {
             .map(|b| b.addr)
             .collect();
         {
-            let mut arr: Array<&mut MapData, Backend> = self
-                .ebpf
-                .map_mut(names::BACKENDS)
-                .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
-                .try_into()
-                .map_err(map_err(names::BACKENDS))?;
+            let mut arr: Array<&mut MapData, Backend> = typed_mut(&mut self.ebpf, names::BACKENDS)?;
             for a in &wanted_backends {
                 let id = self.backend_ids[a];
                 let entry = match l2.get(a) {
@@ -212,12 +185,7 @@ impl DataPlane {
         for (svc, key) in services.iter().zip(&wanted_vips) {
             let id = self.vip_ids[key];
             let current: Option<VipMeta> = {
-                let vips: HashMap<&MapData, VipKey, VipMeta> = self
-                    .ebpf
-                    .map(names::VIPS)
-                    .ok_or(DataPlaneError::MissingMap(names::VIPS))?
-                    .try_into()
-                    .map_err(map_err(names::VIPS))?;
+                let vips: HashMap<&MapData, VipKey, VipMeta> = typed(&self.ebpf, names::VIPS)?;
                 vips.get(key, 0).ok()
             };
             let mut meta = VipMeta {
@@ -281,12 +249,8 @@ impl DataPlane {
                 crate::config::Protocol::Tcp => self.tcp_timeout_jiffies,
                 crate::config::Protocol::Udp => self.udp_timeout_jiffies,
             };
-            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self
-                .ebpf
-                .map_mut(names::VIPS)
-                .ok_or(DataPlaneError::MissingMap(names::VIPS))?
-                .try_into()
-                .map_err(map_err(names::VIPS))?;
+            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> =
+                typed_mut(&mut self.ebpf, names::VIPS)?;
             vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
             by_addr
                 .entry(key.addr_key())
@@ -311,20 +275,21 @@ impl DataPlane {
             }
             if a.family == u32::from(FAMILY_V4) {
                 let mut addrs: HashMap<&mut MapData, VipAddr4Key, VipAddrInfo> =
-                    self.map_mut(names::VIP_ADDRS4)?;
+                    typed_mut(&mut self.ebpf, names::VIP_ADDRS4)?;
                 addrs
                     .insert(v4_key(a), info, 0)
                     .map_err(map_err(names::VIP_ADDRS4))?;
             } else {
                 let mut addrs: HashMap<&mut MapData, VipAddrKey, VipAddrInfo> =
-                    self.map_mut(names::VIP_ADDRS)?;
+                    typed_mut(&mut self.ebpf, names::VIP_ADDRS)?;
                 addrs
                     .insert(a, info, 0)
                     .map_err(map_err(names::VIP_ADDRS))?;
             }
         }
         let stale: Vec<VipKey> = {
-            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> = self.map_mut(names::VIPS)?;
+            let mut vips: HashMap<&mut MapData, VipKey, VipMeta> =
+                typed_mut(&mut self.ebpf, names::VIPS)?;
             let stale: Vec<VipKey> = vips
                 .keys()
                 .filter_map(Result::ok)
@@ -340,7 +305,7 @@ impl DataPlane {
         }
         {
             let mut addrs: HashMap<&mut MapData, VipAddrKey, VipAddrInfo> =
-                self.map_mut(names::VIP_ADDRS)?;
+                typed_mut(&mut self.ebpf, names::VIP_ADDRS)?;
             let stale: Vec<VipAddrKey> = addrs
                 .keys()
                 .filter_map(Result::ok)
@@ -357,7 +322,7 @@ impl DataPlane {
                 .map(v4_key)
                 .collect();
             let mut addrs: HashMap<&mut MapData, VipAddr4Key, VipAddrInfo> =
-                self.map_mut(names::VIP_ADDRS4)?;
+                typed_mut(&mut self.ebpf, names::VIP_ADDRS4)?;
             let stale: Vec<VipAddr4Key> = addrs
                 .keys()
                 .filter_map(Result::ok)
@@ -370,12 +335,7 @@ impl DataPlane {
 
         // 6. Removed backends last: no table names them now; their flows re-pick.
         if !removed_backends.is_empty() {
-            let mut arr: Array<&mut MapData, Backend> = self
-                .ebpf
-                .map_mut(names::BACKENDS)
-                .ok_or(DataPlaneError::MissingMap(names::BACKENDS))?
-                .try_into()
-                .map_err(map_err(names::BACKENDS))?;
+            let mut arr: Array<&mut MapData, Backend> = typed_mut(&mut self.ebpf, names::BACKENDS)?;
             for (a, id) in removed_backends {
                 arr.set(id, Backend::default(), 0)
                     .map_err(map_err(names::BACKENDS))?;
@@ -397,24 +357,16 @@ impl DataPlane {
         super::batch::update_all_u32(std::os::fd::AsFd::as_fd(&fd), table)
             .map_err(syscall("bpf_map_update_batch"))?;
         let inner = MapData::from_fd(fd).map_err(map_err(names::MAGLEV))?;
-        let mut outer: ArrayOfMaps<&mut MapData, MapData> = self
-            .ebpf
-            .map_mut(names::MAGLEV)
-            .ok_or(DataPlaneError::MissingMap(names::MAGLEV))?
-            .try_into()
-            .map_err(map_err(names::MAGLEV))?;
+        let mut outer: ArrayOfMaps<&mut MapData, MapData> =
+            typed_mut(&mut self.ebpf, names::MAGLEV)?;
         outer.set(slot, &inner, 0).map_err(map_err(names::MAGLEV))
     }
 
     fn zero_stats(&mut self, vips: &[u32], backends: &[u32]) -> Result<(), DataPlaneError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataPlaneError::Cpus(e))?;
         if !vips.is_empty() {
-            let mut arr: PerCpuArray<&mut MapData, VipStats> = self
-                .ebpf
-                .map_mut(names::VIP_STATS)
-                .ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?
-                .try_into()
-                .map_err(map_err(names::VIP_STATS))?;
+            let mut arr: PerCpuArray<&mut MapData, VipStats> =
+                typed_mut(&mut self.ebpf, names::VIP_STATS)?;
             for &id in vips {
                 let zero = PerCpuValues::try_from(vec![VipStats::default(); cpus])
                     .map_err(DataPlaneError::Cpus)?;
@@ -422,12 +374,8 @@ impl DataPlane {
             }
         }
         if !backends.is_empty() {
-            let mut arr: PerCpuArray<&mut MapData, BackendStats> = self
-                .ebpf
-                .map_mut(names::BACKEND_STATS)
-                .ok_or(DataPlaneError::MissingMap(names::BACKEND_STATS))?
-                .try_into()
-                .map_err(map_err(names::BACKEND_STATS))?;
+            let mut arr: PerCpuArray<&mut MapData, BackendStats> =
+                typed_mut(&mut self.ebpf, names::BACKEND_STATS)?;
             for &id in backends {
                 let zero = PerCpuValues::try_from(vec![BackendStats::default(); cpus])
                     .map_err(DataPlaneError::Cpus)?;
@@ -467,12 +415,7 @@ impl DataPlane {
 
     /// Per-backend counters summed over CPUs.
     pub fn backend_stats(&self, id: u32) -> Result<BackendStats, DataPlaneError> {
-        let map = self
-            .ebpf
-            .map(names::BACKEND_STATS)
-            .ok_or(DataPlaneError::MissingMap(names::BACKEND_STATS))?;
-        let arr: PerCpuArray<&MapData, BackendStats> =
-            map.try_into().map_err(map_err(names::BACKEND_STATS))?;
+        let arr: PerCpuArray<&MapData, BackendStats> = typed(&self.ebpf, names::BACKEND_STATS)?;
         stats::sum_backend(&arr, id).map_err(map_err(names::BACKEND_STATS))
     }
 }

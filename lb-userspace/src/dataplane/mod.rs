@@ -113,6 +113,29 @@ fn attach_message(interface: &str, tried: &[(AttachMode, String)]) -> String {
     msg
 }
 
+/// A typed, writable handle to one of the object's maps. A function of `ebpf` alone, not
+/// of the whole [`DataPlane`], so callers keep using its other fields meanwhile.
+fn typed_mut<'a, M>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<M, DataPlaneError>
+where
+    M: TryFrom<&'a mut Map, Error = MapError>,
+{
+    ebpf.map_mut(name)
+        .ok_or(DataPlaneError::MissingMap(name))?
+        .try_into()
+        .map_err(map_err(name))
+}
+
+/// A typed, read-only handle to one of the object's maps (see [`typed_mut`]).
+fn typed<'a, M>(ebpf: &'a Ebpf, name: &'static str) -> Result<M, DataPlaneError>
+where
+    M: TryFrom<&'a Map, Error = MapError>,
+{
+    ebpf.map(name)
+        .ok_or(DataPlaneError::MissingMap(name))?
+        .try_into()
+        .map_err(map_err(name))
+}
+
 fn map_err(map: &'static str) -> impl FnOnce(MapError) -> DataPlaneError {
     move |source| DataPlaneError::Map { map, source }
 }
@@ -222,12 +245,7 @@ impl DataPlane {
 
     /// Writes the XDP program's run-time settings.
     pub fn write_settings(&mut self, settings: Settings) -> Result<(), DataPlaneError> {
-        let mut arr: Array<&mut MapData, Settings> = self
-            .ebpf
-            .map_mut(names::SETTINGS)
-            .ok_or(DataPlaneError::MissingMap(names::SETTINGS))?
-            .try_into()
-            .map_err(map_err(names::SETTINGS))?;
+        let mut arr: Array<&mut MapData, Settings> = typed_mut(&mut self.ebpf, names::SETTINGS)?;
         arr.set(0, settings, 0).map_err(map_err(names::SETTINGS))
     }
 
@@ -305,22 +323,13 @@ impl DataPlane {
 
     /// Per-VIP counters summed over CPUs, indexed by VIP id.
     pub fn vip_stats(&self, id: u32) -> Result<VipStats, DataPlaneError> {
-        let map = self
-            .ebpf
-            .map(names::VIP_STATS)
-            .ok_or(DataPlaneError::MissingMap(names::VIP_STATS))?;
-        let arr: PerCpuArray<&MapData, VipStats> =
-            map.try_into().map_err(map_err(names::VIP_STATS))?;
+        let arr: PerCpuArray<&MapData, VipStats> = typed(&self.ebpf, names::VIP_STATS)?;
         stats::sum_vip(&arr, id).map_err(map_err(names::VIP_STATS))
     }
 
     /// Drop counters summed over CPUs, indexed by [`lb_common::stats::DropReason`].
     pub fn drop_stats(&self) -> Result<Vec<u64>, DataPlaneError> {
-        let map = self
-            .ebpf
-            .map(names::DROPS)
-            .ok_or(DataPlaneError::MissingMap(names::DROPS))?;
-        let arr: PerCpuArray<&MapData, u64> = map.try_into().map_err(map_err(names::DROPS))?;
+        let arr: PerCpuArray<&MapData, u64> = typed(&self.ebpf, names::DROPS)?;
         stats::sum_drops(&arr).map_err(map_err(names::DROPS))
     }
 }
