@@ -18,7 +18,7 @@ pub mod stats;
 
 pub use balance::{Balancer, ServerState, ServerStates};
 pub use log::{AccessLogSink, AccessRecord, BatchedStdoutSink, NullSink, TracingSink};
-pub use proxy::{bind, serve, ProxyError};
+pub use proxy::{bind, serve, serve_farms, Farm, ProxyError};
 pub use service::{
     Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, Timeouts,
 };

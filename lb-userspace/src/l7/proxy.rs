@@ -123,17 +123,73 @@ pub async fn serve(
     access_log: Arc<dyn AccessLogSink>,
     shutdown: CancellationToken,
 ) -> Result<(), ProxyError> {
+    let (_keep, farms) = tokio::sync::watch::channel(Farm {
+        service,
+        states,
+        stats,
+    });
+    serve_farms(listener, farms, access_log, shutdown).await
+}
+
+/// One generation of a service: its settings and the server states and counters indexed
+/// like its farm. A reload sends [`serve_farms`] a new one.
+#[derive(Clone, Debug)]
+pub struct Farm {
+    /// The service's settings and servers.
+    pub service: Arc<HttpService>,
+    /// Server states, same order as `service.servers`.
+    pub states: Arc<ServerStates>,
+    /// Counters, same order as `service.servers`.
+    pub stats: Arc<ServiceStats>,
+}
+
+/// [`serve`] for a service that can be reconfigured while it runs: every new farm sent on
+/// `farms` is used by the next request, on new and already open connections alike (the
+/// listener and the connections stay; idle server connections of unchanged servers are
+/// kept). Per-connection settings (`timeout http-request`, `httpclose` keep-alive, head
+/// size) apply to connections accepted after the change.
+pub async fn serve_farms(
+    listener: std::net::TcpListener,
+    mut farms: tokio::sync::watch::Receiver<Farm>,
+    access_log: Arc<dyn AccessLogSink>,
+    shutdown: CancellationToken,
+) -> Result<(), ProxyError> {
+    let first = farms.borrow_and_update().clone();
     let lerr = |source| ProxyError::Listener {
-        service: service.name.clone(),
+        service: first.service.name.clone(),
         source,
     };
     listener.set_nonblocking(true).map_err(lerr)?;
     let listener = TcpListener::from_std(listener).map_err(lerr)?;
-    let proxy = Arc::new(Proxy::new(service, states, stats, access_log));
-    let conn_limit = (proxy.service.maxconn > 0)
-        .then(|| Arc::new(Semaphore::new(proxy.service.maxconn as usize)));
+    let current = Arc::new(arc_swap::ArcSwap::from_pointee(Proxy::new(
+        first.service,
+        first.states,
+        first.stats,
+        access_log.clone(),
+    )));
+    tokio::spawn({
+        let (current, shutdown) = (current.clone(), shutdown.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    r = farms.changed() => if r.is_err() { break },
+                    _ = shutdown.cancelled() => break,
+                }
+                let f = farms.borrow_and_update().clone();
+                let next = Proxy::next(&current.load(), f, access_log.clone());
+                current.store(Arc::new(next));
+            }
+        }
+    });
+    let limit = |n: u32| (n > 0).then(|| Arc::new(Semaphore::new(n as usize)));
+    let mut maxconn = current.load().service.maxconn;
+    let mut conn_limit = limit(maxconn);
     let tracker = TaskTracker::new();
     loop {
+        let now_max = current.load().service.maxconn;
+        if now_max != maxconn {
+            (maxconn, conn_limit) = (now_max, limit(now_max));
+        }
         // HAProxy's frontend maxconn: beyond it, connections wait in the kernel backlog.
         let permit = match &conn_limit {
             None => None,
@@ -152,20 +208,21 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(service = %proxy.service.name, error = %e, "accept failed");
+                tracing::warn!(service = %current.load().service.name, error = %e, "accept failed");
                 tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         tracker.spawn(handle_connection(
-            proxy.clone(),
+            current.clone(),
             stream,
             peer,
             permit,
             shutdown.clone(),
         ));
     }
+    drop(listener);
     tracker.close();
     let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
     Ok(())
@@ -180,12 +237,13 @@ struct ConnInfo {
 }
 
 async fn handle_connection(
-    proxy: Arc<Proxy>,
+    current: Arc<arc_swap::ArcSwap<Proxy>>,
     stream: TcpStream,
     peer: SocketAddr,
     _permit: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) {
+    let proxy = current.load_full();
     let fe = &proxy.stats.counters;
     fe.open();
     let _close = OnDrop(Some(|| proxy.stats.counters.close()));
@@ -206,10 +264,10 @@ async fn handle_connection(
         requests: AtomicU64::new(0),
         scan,
     });
-    let svc_proxy = proxy.clone();
     let svc_info = info.clone();
+    // Each request uses the service's latest generation (a reload swaps it).
     let svc = hyper::service::service_fn(move |req| {
-        let p = svc_proxy.clone();
+        let p = current.load_full();
         let i = svc_info.clone();
         async move { Ok::<_, Infallible>(p.handle(req, i).await) }
     });
@@ -400,6 +458,24 @@ impl Proxy {
             stats,
             sink,
         }
+    }
+
+    /// The generation after `prev` for `farm`: servers at an unchanged address keep their
+    /// pool of idle connections, and their `maxconn` slots when that is unchanged too.
+    fn next(prev: &Proxy, farm: Farm, sink: Arc<dyn AccessLogSink>) -> Self {
+        let mut p = Proxy::new(farm.service, farm.states, farm.stats, sink);
+        for (i, s) in p.service.servers.iter().enumerate() {
+            let Some(j) = prev.service.servers.iter().position(|o| o.addr == s.addr) else {
+                continue;
+            };
+            if prev.service.preserve_header_case == p.service.preserve_header_case {
+                p.pools[i] = prev.pools[j].clone();
+            }
+            if prev.service.servers[j].maxconn == s.maxconn {
+                p.slots[i] = prev.slots[j].clone();
+            }
+        }
+        p
     }
 
     fn record(&self, client: SocketAddr, date: SystemTime, request_line: String) -> AccessRecord {
