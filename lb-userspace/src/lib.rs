@@ -4,6 +4,7 @@
 //! commands build a snapshot; the proxy reads it and [`dataplane`] alone writes BPF maps.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dataplane;

@@ -1,8 +1,9 @@
 //! The `lb` command: runs the daemon and inspects it.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use lb::{
+    cli::{AdminTarget, Cli, Command},
     config,
     dataplane::{self, stats},
     run,
@@ -15,171 +16,21 @@ use lb_common::{
 };
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-/// A kernel-accelerated L4/L7 load balancer: XDP fast path, HTTP proxy, VRRP failover.
-#[derive(Parser)]
-#[command(name = "lb", version, about, long_about = None)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Load the XDP program, write the VIPs, attach, and serve until SIGTERM/SIGINT.
-    Run {
-        /// The TOML config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Validate a config file without touching the system; warnings go to stderr.
-    /// Exit 0 valid (even with warnings), 1 invalid or unreadable, 2 usage error.
-    Check {
-        /// The TOML config file.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Translate an HAProxy config (and a keepalived or Wackamole config for the VIP) into
-    /// an lb config on stdout; every line that could not be translated is listed on stderr.
-    /// Exit 0 printed, 1 unreadable input or the result fails `lb check`, 2 usage error.
-    Import {
-        /// haproxy.cfg.
-        haproxy: PathBuf,
-        /// keepalived.conf: its vrrp_instance blocks become [[vrrp]] instances.
-        #[arg(long)]
-        keepalived: Option<PathBuf>,
-        /// wackamole.conf: its VirtualInterfaces become [[vrrp]] instances.
-        #[arg(long)]
-        wackamole: Option<PathBuf>,
-        /// The interface on the target machine for [xdp] and every [[vrrp]] instance.
-        #[arg(long)]
-        interface: Option<String>,
-        /// Rewrite an address everywhere: FROM=TO, e.g. 192.168.0.99=198.18.0.99 (repeat).
-        #[arg(long = "map", value_name = "FROM=TO")]
-        map: Vec<String>,
-    },
-    /// Print the VRRP state and drop counters of each `[[vrrp]]` instance of a running daemon.
-    VrrpStatus {
-        /// The TOML config file of the instance.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// Print per-VIP packet and byte counters and drop counters from the pinned maps.
-    Stats {
-        /// The TOML config file of the instance.
-        #[arg(short, long)]
-        config: PathBuf,
-    },
-    /// On a backend of `ipip` VIPs: attach the decapsulation program to an interface and
-    /// strip the outer header of IP-in-IP packets for the given VIPs, until SIGTERM/SIGINT.
-    Decap {
-        /// The interface the encapsulated packets arrive on.
-        #[arg(short, long)]
-        interface: String,
-        /// VIP addresses to decapsulate for (repeat or give several).
-        #[arg(long, required = true, num_args = 1..)]
-        vip: Vec<std::net::IpAddr>,
-        /// Attach in generic (skb) mode instead of native.
-        #[arg(long)]
-        generic: bool,
-    },
-    /// Print which backend a new flow gets (the same Maglev table and flow hash as the XDP
-    /// program), assuming every backend resolves and the flow is not in conntrack yet.
-    Explain {
-        /// The TOML config file.
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Client address and port, e.g. 198.18.1.7:40000 or [2001:db8::7]:40000.
-        #[arg(long)]
-        client: std::net::SocketAddr,
-        /// VIP address and port.
-        #[arg(long)]
-        vip: std::net::SocketAddr,
-        /// tcp or udp.
-        #[arg(long, default_value = "tcp")]
-        protocol: String,
-    },
-    /// Ask a running daemon: `lb show stat|info|servers state [SVC]|flows [VIP]|vrrp`.
-    Show {
-        #[command(flatten)]
-        target: AdminTarget,
-        /// What to show, e.g. `stat`, `servers state webfarm`, `flows 198.18.0.99:80`.
-        #[arg(required = true, num_args = 1..)]
-        what: Vec<String>,
-    },
-    /// Change a running daemon: `lb set server SVC/SRV state ready|drain|maint`,
-    /// `lb set server SVC/SRV health up|stopping|down`, `lb set weight SVC/SRV N|N%`.
-    Set {
-        #[command(flatten)]
-        target: AdminTarget,
-        /// The rest of the command, e.g. `server webfarm/webA state drain`.
-        #[arg(required = true, num_args = 1..)]
-        what: Vec<String>,
-    },
-    /// Take a server out of maintenance: `lb enable server SVC/SRV`.
-    Enable {
-        #[command(flatten)]
-        target: AdminTarget,
-        /// `server SVC/SRV`.
-        #[arg(required = true, num_args = 1..)]
-        what: Vec<String>,
-    },
-    /// Put a server into maintenance: `lb disable server SVC/SRV`.
-    Disable {
-        #[command(flatten)]
-        target: AdminTarget,
-        /// `server SVC/SRV`.
-        #[arg(required = true, num_args = 1..)]
-        what: Vec<String>,
-    },
-    /// Make a running daemon re-read its config file and apply the difference.
-    Reload {
-        #[command(flatten)]
-        target: AdminTarget,
-    },
-    /// Per-packet cost of the XDP program via BPF_PROG_TEST_RUN (run by `cargo xtask bench`).
-    #[command(hide = true)]
-    XdpBench {
-        /// Calls (one packet each) per run and case.
-        #[arg(long, default_value_t = 1_000_000)]
-        calls: u64,
-        /// Runs per case.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// CPU to pin to.
-        #[arg(long, default_value_t = 0)]
-        cpu: usize,
-        /// bpffs mount point (a pin directory is created and removed under it).
-        #[arg(long, default_value = "/sys/fs/bpf")]
-        bpffs: PathBuf,
-    },
-}
-
-/// Which daemon an admin command goes to.
-#[derive(clap::Args)]
-struct AdminTarget {
-    /// The admin socket [default: the `[admin] socket` of --config, else /run/lb/default.sock].
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// The config file of the running instance (names its admin socket).
-    #[arg(short, long)]
-    config: Option<PathBuf>,
-}
-
-impl AdminTarget {
-    fn socket(&self) -> anyhow::Result<PathBuf> {
-        if let Some(s) = &self.socket {
-            return Ok(s.clone());
-        }
-        match &self.config {
-            Some(c) => Ok(config::load(c)?.admin.socket),
-            None => Ok(config::admin::default_socket(config::DEFAULT_INSTANCE)),
-        }
+/// The admin socket `target` names: `--socket`, else the `[admin] socket` of `--config`,
+/// else the default instance's.
+fn admin_socket(target: &AdminTarget) -> anyhow::Result<PathBuf> {
+    if let Some(s) = &target.socket {
+        return Ok(s.clone());
+    }
+    match &target.config {
+        Some(c) => Ok(config::load(c)?.admin.socket),
+        None => Ok(config::admin::default_socket(config::DEFAULT_INSTANCE)),
     }
 }
 
 /// Sends one admin command and prints the reply; exits 1 on an error reply.
 fn admin(target: &AdminTarget, verb: &str, words: &[String]) -> ExitCode {
-    let socket = match target.socket() {
+    let socket = match admin_socket(target) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("lb: {e:#}");
