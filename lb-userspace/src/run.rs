@@ -109,6 +109,7 @@ struct Daemon {
     dp: DataPlane,
     l2: L2Map,
     control: Arc<Control>,
+    http: Frontends,
     stop: watch::Receiver<bool>,
 }
 
@@ -129,12 +130,16 @@ impl Daemon {
             warn!("{msg}");
             return Err(msg.into());
         }
-        let http_changed = http_services(&new) != http_services(&self.config);
+        // Everything that can fail comes first: new listeners, neighbour resolution.
+        let staged = self.http.stage(&new).map_err(|e| {
+            warn!(error = %e, "reload refused; keeping the running config");
+            format!("reload refused, running config kept: {e}")
+        })?;
         let l2 = tokio::task::block_in_place(|| resolve_l2(&new)).map_err(|e| e.to_string())?;
         let old = std::mem::replace(&mut self.config, new);
         let old_l2 = std::mem::replace(&mut self.l2, l2);
         self.control
-            .reconfigure(Arc::new(self.config.clone()), self.stop.clone());
+            .reconfigure(Arc::new(self.config.clone()), staged.handles(), &self.stop);
         let applied = self
             .dp
             .configure_l4(&self.config.l4)
@@ -149,10 +154,14 @@ impl Daemon {
             });
         if let Err(e) = applied {
             warn!(error = %e, "reload failed while writing the data plane; restoring the running config");
+            drop(staged);
             self.config = old;
             self.l2 = old_l2;
-            self.control
-                .reconfigure(Arc::new(self.config.clone()), self.stop.clone());
+            self.control.reconfigure(
+                Arc::new(self.config.clone()),
+                self.http.handles(),
+                &self.stop,
+            );
             let _ = self.dp.configure_l4(&self.config.l4);
             if let Err(e) = apply_l4(
                 &mut self.dp,
@@ -164,10 +173,11 @@ impl Daemon {
             }
             return Err(format!("reload failed, running config restored: {e}"));
         }
+        let http = self.http.commit(staged);
         let mut msg = format!("config reloaded: {} services", self.config.services.len());
-        if http_changed {
-            msg.push_str("; changes to http services take effect at the next restart");
-            warn!("changes to http services take effect at the next restart");
+        if !http.is_empty() {
+            msg.push_str("; ");
+            msg.push_str(&http);
         }
         info!("{msg}");
         Ok(msg)
@@ -278,14 +288,6 @@ impl Daemon {
     }
 }
 
-fn http_services(c: &Config) -> Vec<(&str, Option<&crate::l7::HttpService>)> {
-    c.services
-        .iter()
-        .filter(|s| s.http.is_some())
-        .map(|s| (s.name.as_str(), s.http.as_deref()))
-        .collect()
-}
-
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
     let config = config::load(path)?;
@@ -296,7 +298,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut dp = prepare(&config)?;
     let l2 = tokio::task::block_in_place(|| resolve_l2(&config))?;
     let http = Frontends::start(&config)?;
-    let (control, mut l4_rx, mut plane_rx) = Control::new(Arc::new(config.clone()), &http);
+    let (control, mut l4_rx, mut plane_rx) = Control::new(Arc::new(config.clone()), http.handles());
     apply_l4(&mut dp, &config, &l2, &control.statuses())?;
     let (stop_tx, stop) = watch::channel(false);
     let admin = AdminServer::bind(
@@ -355,6 +357,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         dp,
         l2,
         control,
+        http,
         stop,
     };
     let mut masters = std::collections::HashSet::new();
@@ -396,7 +399,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         m.finish();
     }
     let _ = stop_tx.send(true);
-    http.stop().await;
+    d.http.stop().await;
     // Dropping the program detaches it; pinned maps stay for the next start.
     let interface = d.config.xdp.interface.clone();
     drop(d);

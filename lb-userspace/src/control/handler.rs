@@ -64,7 +64,7 @@ impl Control {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(si, i))
-            .map(std::sync::Arc::clone);
+            .map(|c| std::sync::Arc::clone(&c.handle));
         match handle {
             // A checked server: the check task owns the counter; it reports the change
             // back through the normal event path.

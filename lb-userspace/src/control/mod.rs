@@ -9,8 +9,8 @@ mod stat;
 use crate::{
     config::{Config, Service},
     health::{self, CheckSpec, HealthEvent, HealthHandle, HealthState},
-    http_frontends::Frontends,
-    l7::{ServerState, ServerStates, ServiceStats},
+    http_frontends::HttpHandles,
+    l7::{ServerState, ServiceStats},
 };
 use std::{
     collections::{HashMap, HashSet},
@@ -110,13 +110,73 @@ pub enum PlaneRequest {
 pub struct Control {
     config: std::sync::RwLock<Arc<Config>>,
     status: Mutex<Vec<Vec<ServerStatus>>>,
-    http: HashMap<String, (Arc<ServerStates>, Arc<ServiceStats>)>,
-    health: Mutex<HashMap<(usize, usize), Arc<HealthHandle>>>,
-    checks_stop: Mutex<Option<watch::Sender<bool>>>,
+    http: std::sync::RwLock<HttpHandles>,
+    health: Mutex<HashMap<(usize, usize), Check>>,
+    /// Where every check task sends its results (one channel for the daemon's life, so
+    /// a task kept across a reload keeps reporting).
+    events: mpsc::UnboundedSender<HealthEvent>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<HealthEvent>>>,
     l4_tx: watch::Sender<L4State>,
     plane_tx: mpsc::Sender<PlaneRequest>,
     vrrp: Mutex<Option<Arc<dyn Fn() -> String + Send + Sync>>>,
     started: Instant,
+}
+
+/// A running check task and what it checks (a reload keeps the task when this is equal).
+struct Check {
+    spec: CheckSpec,
+    handle: Arc<HealthHandle>,
+}
+
+/// Whether two check specs check the same thing the same way (start-up spreading aside).
+fn same_check(a: &CheckSpec, b: &CheckSpec) -> bool {
+    a.service == b.service
+        && a.server == b.server
+        && a.addr == b.addr
+        && a.probe == b.probe
+        && a.settings == b.settings
+}
+
+/// The check task of every server with `check = true` in `config`, by `(service, server)`
+/// index.
+fn check_specs(config: &Config) -> Vec<((usize, usize), CheckSpec)> {
+    let mut specs = Vec::new();
+    for (si, svc) in config.services.iter().enumerate() {
+        for i in 0..server_count(svc) {
+            let Some(check) = svc.health.servers.get(i) else {
+                continue;
+            };
+            if !check.enabled {
+                continue;
+            }
+            let (Some(addr), Some(name)) = (check_addr(svc, i), server_name(svc, i)) else {
+                continue;
+            };
+            let connect = svc.http.as_ref().map(|h| h.timeouts.connect);
+            specs.push((
+                (si, i),
+                CheckSpec {
+                    service: svc.name.clone(),
+                    server: name.to_string(),
+                    addr,
+                    probe: svc.health.service.probe.clone(),
+                    settings: crate::config::health::check_settings(
+                        check,
+                        &svc.health.service,
+                        connect,
+                    ),
+                    position: 0,
+                    count: 0,
+                },
+            ));
+        }
+    }
+    let count = specs.len();
+    for (position, (_, spec)) in specs.iter_mut().enumerate() {
+        spec.position = position;
+        spec.count = count;
+    }
+    specs
 }
 
 /// Number of servers a service balances over.
@@ -176,7 +236,7 @@ impl Control {
     /// watches and the one it takes admin requests from.
     pub fn new(
         config: Arc<Config>,
-        frontends: &Frontends,
+        http: HttpHandles,
     ) -> (
         Arc<Control>,
         watch::Receiver<L4State>,
@@ -192,28 +252,20 @@ impl Control {
                     .collect()
             })
             .collect();
-        let http = frontends
-            .frontends
-            .iter()
-            .map(|f| {
-                (
-                    f.name.clone(),
-                    (Arc::clone(&f.states), Arc::clone(&f.stats)),
-                )
-            })
-            .collect();
         let (l4_tx, l4_rx) = watch::channel(L4State {
             generation: 0,
             decided_at: None,
             servers: Arc::new(status.clone()),
         });
         let (plane_tx, plane_rx) = mpsc::channel(4);
+        let (events, events_rx) = mpsc::unbounded_channel();
         let control = Arc::new(Control {
             config: std::sync::RwLock::new(config),
             status: Mutex::new(status),
-            http,
+            http: std::sync::RwLock::new(http),
             health: Mutex::new(HashMap::new()),
-            checks_stop: Mutex::new(None),
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
             l4_tx,
             plane_tx,
             vrrp: Mutex::new(None),
@@ -231,91 +283,10 @@ impl Control {
         *self.vrrp.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
     }
 
-    /// Starts one check task per server with `check = true`, and the task that applies
-    /// their results. Tasks end when `shutdown` turns true or at the next reconfigure.
-    pub fn start_checks(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let (stop_tx, own_stop) = watch::channel(false);
-        if let Some(old) = self
-            .checks_stop
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(stop_tx)
-        {
-            let _ = old.send(true);
-        }
-        // One stop signal for the tasks: daemon shutdown or replacement by a reconfigure.
-        let (task_stop_tx, task_stop) = watch::channel(false);
-        let mut own = own_stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shutdown.wait_for(|&s| s) => {}
-                _ = own.wait_for(|&s| s) => {}
-            }
-            let _ = task_stop_tx.send(true);
-        });
-        let shutdown = task_stop;
-        let (tx, mut rx) = mpsc::unbounded_channel::<HealthEvent>();
-        let mut specs = Vec::new();
-        for (si, svc) in self.config().services.iter().enumerate() {
-            for i in 0..server_count(svc) {
-                let Some(check) = svc.health.servers.get(i) else {
-                    continue;
-                };
-                if !check.enabled {
-                    continue;
-                }
-                let (Some(addr), Some(name)) = (check_addr(svc, i), server_name(svc, i)) else {
-                    continue;
-                };
-                let connect = svc.http.as_ref().map(|h| h.timeouts.connect);
-                specs.push((
-                    (si, i),
-                    svc.name.clone(),
-                    name.to_string(),
-                    addr,
-                    svc.health.service.probe.clone(),
-                    crate::config::health::check_settings(check, &svc.health.service, connect),
-                ));
-            }
-        }
-        let count = specs.len();
-        let mut handles = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        handles.clear();
-        for (position, (key, service, server, addr, probe, settings)) in
-            specs.into_iter().enumerate()
-        {
-            let spec = CheckSpec {
-                service,
-                server,
-                addr,
-                probe,
-                settings,
-                position,
-                count,
-            };
-            handles.insert(
-                key,
-                Arc::new(health::spawn(spec, tx.clone(), shutdown.clone())),
-            );
-        }
-        // Passive health: the HTTP proxies report each server's connection and response
-        // outcomes to its check task's observer (a no-op without `observe`).
-        let cfg = self.config();
-        for (si, svc) in cfg.services.iter().enumerate() {
-            if let Some((states, _)) = self.http.get(&svc.name) {
-                states.set_observers(
-                    (0..server_count(svc))
-                        .map(|i| {
-                            handles
-                                .get(&(si, i))
-                                .map(|h| h.observer())
-                                .unwrap_or_default()
-                        })
-                        .collect(),
-                );
-            }
-        }
-        drop(handles);
+    /// Starts one check task per server with `check = true`, the task that applies their
+    /// results and the `slowstart` ramp. Tasks end when `shutdown` turns true.
+    pub fn start_checks(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
+        self.sync_checks(&shutdown);
         // While a server ramps up after `slowstart`, republish its weight every
         // RAMP_STEP so both planes follow the ramp.
         let ramp = Arc::clone(self);
@@ -333,59 +304,157 @@ impl Control {
                 }
             }
         });
+        let Some(mut rx) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
         let me = Arc::clone(self);
-        let stale = own_stop;
+        let mut stop = shutdown;
         tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if *stale.borrow() {
-                    break;
+            loop {
+                tokio::select! {
+                    _ = stop.wait_for(|&s| s) => break,
+                    ev = rx.recv() => match ev {
+                        Some(ev) => me.on_health(&ev),
+                        None => break,
+                    },
                 }
-                me.on_health(&ev);
             }
         });
     }
 
-    /// Switches to a reloaded config: operator states and weights of servers that keep
-    /// their service and name carry over; health restarts from UP with fresh check tasks
-    /// (HAProxy resets health on reload the same way); everything is published at once.
-    pub fn reconfigure(self: &Arc<Self>, new: Arc<Config>, shutdown: watch::Receiver<bool>) {
+    /// Makes the running check tasks match the config: a server whose check is unchanged
+    /// keeps its task (and so its health counter); others get a new task; tasks of
+    /// servers that are gone or no longer checked stop. Reinstalls the proxies'
+    /// passive-health observers.
+    fn sync_checks(&self, shutdown: &watch::Receiver<bool>) {
+        let cfg = self.config();
+        let mut handles = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let mut old: HashMap<(String, String), Check> = handles
+            .drain()
+            .map(|(_, c)| ((c.spec.service.clone(), c.spec.server.clone()), c))
+            .collect();
+        for (key, spec) in check_specs(&cfg) {
+            let name = (spec.service.clone(), spec.server.clone());
+            let check = match old.remove(&name) {
+                Some(c) if same_check(&c.spec, &spec) && !c.handle.is_finished() => c,
+                prev => {
+                    if let Some(p) = prev {
+                        p.handle.abort();
+                    }
+                    let handle = Arc::new(health::spawn(
+                        spec.clone(),
+                        self.events.clone(),
+                        shutdown.clone(),
+                    ));
+                    Check { spec, handle }
+                }
+            };
+            handles.insert(key, check);
+        }
+        for (_, c) in old {
+            c.handle.abort();
+        }
+        // Passive health: the HTTP proxies report each server's connection and response
+        // outcomes to its check task's observer (a no-op without `observe`).
+        let http = self.http.read().unwrap_or_else(|e| e.into_inner());
+        for (si, svc) in cfg.services.iter().enumerate() {
+            if let Some((states, _)) = http.get(&svc.name) {
+                states.set_observers(
+                    (0..server_count(svc))
+                        .map(|i| {
+                            handles
+                                .get(&(si, i))
+                                .map(|c| c.handle.observer())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+
+    /// Switches to a reloaded config whose HTTP services have `http` as server states and
+    /// counters. Servers that keep their service and name keep their operator state and
+    /// weight (unless the config's weight changed); those whose health check is unchanged
+    /// (or that stay unchecked at the same address) also keep their check task and their
+    /// health. Everything is published at once.
+    pub fn reconfigure(
+        self: &Arc<Self>,
+        new: Arc<Config>,
+        http: HttpHandles,
+        shutdown: &watch::Receiver<bool>,
+    ) {
         let now = Instant::now();
         let old_cfg = self.config();
         let old = self.statuses();
-        let mut by_name: HashMap<(&str, &str), ServerStatus> = HashMap::new();
+        let old_checks: HashMap<(String, String), CheckSpec> = self
+            .health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|c| {
+                (
+                    (c.spec.service.clone(), c.spec.server.clone()),
+                    c.spec.clone(),
+                )
+            })
+            .collect();
+        let new_checks: HashMap<(String, String), CheckSpec> = check_specs(&new)
+            .into_iter()
+            .map(|(_, c)| ((c.service.clone(), c.server.clone()), c))
+            .collect();
+        let mut by_name: HashMap<(&str, &str), (ServerStatus, Option<SocketAddr>)> = HashMap::new();
         for (svc, statuses) in old_cfg.services.iter().zip(&old) {
             for (i, st) in statuses.iter().enumerate() {
                 if let Some(n) = server_name(svc, i) {
-                    by_name.insert((svc.name.as_str(), n), *st);
+                    by_name.insert((svc.name.as_str(), n), (*st, check_addr(svc, i)));
                 }
             }
         }
+        let carry = |svc: &Service, i: usize| -> ServerStatus {
+            let w = server_weight(svc, i);
+            let prev = server_name(svc, i)
+                .and_then(|n| by_name.get(&(svc.name.as_str(), n)).map(|p| (n, p)));
+            let Some((name, (prev, prev_addr))) = prev else {
+                return ServerStatus::new(w, now);
+            };
+            let key = (svc.name.clone(), name.to_string());
+            let same_health = match (old_checks.get(&key), new_checks.get(&key)) {
+                (Some(a), Some(b)) => same_check(a, b),
+                (None, None) => *prev_addr == check_addr(svc, i),
+                _ => false,
+            };
+            let mut st = if prev.config_weight == w {
+                *prev
+            } else {
+                ServerStatus {
+                    admin: prev.admin,
+                    ..ServerStatus::new(w, now)
+                }
+            };
+            if same_health {
+                st.health = prev.health;
+                st.up_since = prev.up_since;
+            } else {
+                st.health = HealthState::Up;
+                st.up_since = None;
+            }
+            st
+        };
         let status: Vec<Vec<ServerStatus>> = new
             .services
             .iter()
-            .map(|svc| {
-                (0..server_count(svc))
-                    .map(|i| {
-                        let w = server_weight(svc, i);
-                        match server_name(svc, i).and_then(|n| by_name.get(&(svc.name.as_str(), n)))
-                        {
-                            Some(prev) if prev.config_weight == w => ServerStatus {
-                                health: HealthState::Up,
-                                ..*prev
-                            },
-                            Some(prev) => ServerStatus {
-                                admin: prev.admin,
-                                ..ServerStatus::new(w, now)
-                            },
-                            None => ServerStatus::new(w, now),
-                        }
-                    })
-                    .collect()
-            })
+            .map(|svc| (0..server_count(svc)).map(|i| carry(svc, i)).collect())
             .collect();
         *self.lock() = status;
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = new;
-        self.start_checks(shutdown);
+        *self.http.write().unwrap_or_else(|e| e.into_inner()) = http;
+        self.sync_checks(shutdown);
         self.publish(None);
     }
 
@@ -443,8 +512,9 @@ impl Control {
         let st = self.lock().clone();
         let cfg = self.config();
         let now = Instant::now();
+        let http = self.http.read().unwrap_or_else(|e| e.into_inner());
         for (si, svc) in cfg.services.iter().enumerate() {
-            if let Some((states, _)) = self.http.get(&svc.name) {
+            if let Some((states, _)) = http.get(&svc.name) {
                 states.store(
                     st[si]
                         .iter()
@@ -500,7 +570,11 @@ impl Control {
     pub fn http_stats(&self, si: usize) -> Option<Arc<ServiceStats>> {
         let cfg = self.config();
         let svc = cfg.services.get(si)?;
-        self.http.get(&svc.name).map(|(_, s)| Arc::clone(s))
+        self.http
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&svc.name)
+            .map(|(_, s)| Arc::clone(s))
     }
 
     /// Health stats of a checked server.
@@ -509,7 +583,7 @@ impl Control {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&(si, i))
-            .map(|h| h.stats())
+            .map(|c| c.handle.stats())
     }
 }
 
