@@ -13,11 +13,12 @@ use std::{
 use clap::{Parser, Subcommand};
 
 /// A kernel-accelerated L4/L7 load balancer: XDP fast path, HTTP proxy, VRRP failover.
+///
+/// (The doc comment, not the crate's description: xtask compiles this file too.)
 #[derive(Parser, Debug)]
 #[command(
     name = "lb",
     version,
-    about,
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP,
     propagate_version = true

@@ -1,9 +1,10 @@
-//! Project tasks: `cargo xtask build-ebpf | build | test | bench`.
+//! Project tasks: `cargo xtask build-ebpf | build | test | bench | bench-http | man | deb`.
 //!
 //! The eBPF crate builds with Debian's rustc (prebuilt BPF `core`) and bpf-linker, as
 //! ../shared/TOOLCHAIN.md describes; everything else with the normal toolchain.
 
 mod bench_http;
+mod man;
 mod wire;
 
 use anyhow::{bail, Context, Result};
@@ -72,6 +73,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Man pages of `lb` and each subcommand (section 8), from lb's clap definitions.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = "target/man")]
+        out: PathBuf,
+    },
+    /// The Debian package: the XDP object, the release `lb` that embeds it, the man pages,
+    /// then `cargo deb` (binary, systemd unit, default config, man pages, docs).
+    Deb {
+        /// Faster, lighter compression of the .deb (cargo deb --fast).
+        #[arg(long)]
+        fast: bool,
+    },
     /// Run the whole suite: unit tests, BPF_PROG_TEST_RUN fixtures, namespace tests.
     Test {
         /// Extra arguments passed to `cargo test` after `--` (e.g. a test name filter).
@@ -133,6 +147,13 @@ fn main() -> Result<()> {
             build_ebpf(&root)?;
             bench_http::run(&root, &args)
         }
+        Task::Man { out } => {
+            for page in man::generate(&root.join(out))? {
+                eprintln!("xtask: {}", page.display());
+            }
+            Ok(())
+        }
+        Task::Deb { fast } => deb(&root, fast),
         Task::Test { args } => {
             build_ebpf(&root)?;
             build_lb(&root, false)?;
@@ -216,4 +237,76 @@ fn build_lb(root: &Path, release: bool) -> Result<()> {
         cmd.arg("--release");
     }
     run(&mut cmd, "cargo build lb")
+}
+
+/// Builds the .deb: the XDP object, the release binary (checked to embed that object), the
+/// man pages, then `cargo deb --no-build` on what was just built. Prints the package path.
+fn deb(root: &Path, fast: bool) -> Result<()> {
+    let deb_ok = cargo(root)
+        .args(["deb", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !deb_ok {
+        bail!(
+            "cargo-deb is missing: run scripts/install-deps.sh (cargo install --locked cargo-deb)"
+        );
+    }
+    let object = build_ebpf(root)?;
+    build_lb(root, true)?;
+    let binary = root.join("target").join("release").join("lb");
+    check_embeds(&binary, &object)?;
+    for page in man::generate(&root.join("target").join("man"))? {
+        eprintln!("xtask: {}", page.display());
+    }
+    let mut cmd = cargo(root);
+    cmd.args(["deb", "-p", "lb-userspace", "--no-build"]);
+    if fast {
+        cmd.arg("--fast");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot start cargo deb")?;
+    if !out.status.success() {
+        bail!("cargo deb failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let package = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_end().ends_with(".deb"))
+        .context("cargo deb printed no .deb path")?;
+    println!("{}", package.trim());
+    Ok(())
+}
+
+/// Fails unless `binary` contains the XDP object `object`: a package must never ship the
+/// empty placeholder that a build without bpf-linker embeds.
+fn check_embeds(binary: &Path, object: &Path) -> Result<()> {
+    let obj = std::fs::read(object).with_context(|| format!("reading {}", object.display()))?;
+    if obj.len() < 1024 {
+        bail!(
+            "{} is not a real XDP object ({} bytes)",
+            object.display(),
+            obj.len()
+        );
+    }
+    let bin = std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+    // A slice from the middle of the object: its program and BTF, not the generic ELF header.
+    let probe = &obj[obj.len() / 2..obj.len() / 2 + 256];
+    if !bin.windows(probe.len()).any(|w| w == probe) {
+        bail!(
+            "{} does not embed {}: rebuild with `cargo xtask build --release`",
+            binary.display(),
+            object.display()
+        );
+    }
+    eprintln!(
+        "xtask: {} embeds {} ({} bytes)",
+        binary.display(),
+        object.display(),
+        obj.len()
+    );
+    Ok(())
 }
