@@ -11,8 +11,12 @@ PACKAGES=(
   llvm-22-dev libpolly-22-dev libclang-22-dev clang-22
   bpftool iproute2 ethtool nftables curl procps psmisc
   haproxy keepalived nginx-light wrk nghttp2-client
+  dpkg-dev binutils systemd
 )
 BPF_LINKER_VERSION=0.13.0
+# Builds the Debian package (cargo xtask deb; dpkg-dev and binutils above are its helpers,
+# systemd's systemd-analyze verifies the unit in tests/tests/packaging.rs).
+CARGO_DEB_VERSION=3.8.0
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -45,6 +49,13 @@ else
   LLVM_PREFIX=/usr/lib/llvm-22 LLVM_SYS_221_PREFIX=/usr/lib/llvm-22 \
     cargo install --locked bpf-linker --version "$BPF_LINKER_VERSION" \
       --no-default-features --features llvm-22
+fi
+
+if cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  log "cargo-deb $CARGO_DEB_VERSION: present"
+else
+  log "building cargo-deb $CARGO_DEB_VERSION (a few minutes)"
+  cargo install --locked cargo-deb --version "$CARGO_DEB_VERSION"
 fi
 
 # bpffs: where pinned maps live.
