@@ -288,6 +288,24 @@ impl Daemon {
     }
 }
 
+/// A reload of everything: the daemon's part, then `[[vrrp]]`, whose instances change in
+/// place (unchanged ones are not touched, so their role does not flap). Turning VRRP on
+/// or off changes who attaches XDP, and needs a restart.
+fn reload_with_vrrp(d: &mut Daemon, members: Option<&Membership>) -> Result<String, String> {
+    if let Ok(new) = config::load(&d.path) {
+        if new.vrrp.is_empty() != d.config.vrrp.is_empty() {
+            let msg = "reload refused: adding the first or removing the last [[vrrp]] instance needs a restart; running config kept";
+            warn!("{msg}");
+            return Err(msg.into());
+        }
+    }
+    let msg = d.reload()?;
+    Ok(match members {
+        Some(m) => format!("{msg}; {}", m.reconfigure(&d.config.vrrp)),
+        None => msg,
+    })
+}
+
 /// Runs the daemon on the config at `path` until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
     let config = config::load(path)?;
@@ -334,6 +352,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             &config.vrrp,
             Some(vrrp::status_path(&config.instance)),
             role_tx,
+            control.service_availability(),
         )
         .await?;
         control.set_vrrp_reporter(m.reporter());
@@ -382,10 +401,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the config");
-                let _ = d.reload();
+                let _ = reload_with_vrrp(&mut d, members.as_ref());
             }
             Some(req) = plane_rx.recv() => match req {
-                PlaneRequest::Reload(tx) => { let _ = tx.send(d.reload()); }
+                PlaneRequest::Reload(tx) => { let _ = tx.send(reload_with_vrrp(&mut d, members.as_ref())); }
                 PlaneRequest::ShowFlows(filter, tx) => { let _ = tx.send(d.show_flows(filter)); }
             },
             Ok(()) = l4_rx.changed() => {

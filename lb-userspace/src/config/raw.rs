@@ -365,7 +365,8 @@ impl RawConfig {
                 ),
             ));
         }
-        let vrrp = super::vrrp::validate(path, text, self.vrrp)?;
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let vrrp = super::vrrp::validate(path, text, self.vrrp, &names)?;
         let admin = self
             .admin
             .unwrap_or_default()

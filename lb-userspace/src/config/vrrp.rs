@@ -14,6 +14,9 @@
 //! notify = "logger vrrp"       # run via /bin/sh -c on each transition (optional)
 //! garp_count = 5               # GARPs / NAs sent on takeover, default 5
 //! garp_refresh = "0s"          # repeat them while master; 0 (default) = never
+//! track_interface = [{ interface = "eth1", weight = -50 }]  # down: priority - 50
+//! track_service = [{ service = "web", weight = 0 }]         # all DOWN: FAULT
+//! auth_key = "a shared secret of 16+ bytes"                 # HMAC mode (lb-only)
 //! ```
 
 use super::ConfigError;
@@ -63,6 +66,75 @@ pub struct RawVrrp {
     pub garp_count: Option<Spanned<i64>>,
     /// Interval of repeated GARPs while master; default off.
     pub garp_refresh: Option<Spanned<String>>,
+    /// Interfaces whose loss lowers the priority (keepalived's `track_interface`).
+    #[serde(default)]
+    pub track_interface: Vec<Spanned<RawTrackInterface>>,
+    /// Services whose loss of every server lowers the priority (like `track_script`).
+    #[serde(default)]
+    pub track_service: Vec<Spanned<RawTrackService>>,
+    /// Shared key: adverts are authenticated (HMAC-SHA256) and replay-protected.
+    pub auth_key: Option<Spanned<String>>,
+}
+
+/// One `track_interface` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrackInterface {
+    /// Interface name.
+    pub interface: Spanned<String>,
+    /// keepalived's weight: negative lowers the priority by that much; 0 (default) = FAULT.
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// One `track_service` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrackService {
+    /// Service name (a `[[service]]` of this config).
+    pub service: Spanned<String>,
+    /// keepalived's weight: negative lowers the priority by that much; 0 (default) = FAULT.
+    pub weight: Option<Spanned<i64>>,
+}
+
+/// Shortest accepted `auth_key`, in bytes: shorter shared secrets are guessable.
+pub const MIN_AUTH_KEY_LEN: usize = 16;
+
+/// What a tracked object's failure does to the instance (keepalived's weight semantics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackEffect {
+    /// Weight 0: the instance goes to FAULT (releases the VIPs, stops advertising).
+    Fault,
+    /// Negative weight: the advertised priority drops by this much (1-254).
+    Lower(u8),
+}
+
+/// What is tracked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackTarget {
+    /// An interface: failed while it is not up with carrier.
+    Interface(String),
+    /// A service: failed while none of its servers can take new sessions (all DOWN,
+    /// in maintenance, drained or weight 0): HAProxy's "no server available".
+    Service(String),
+}
+
+/// One tracked object and what its failure does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Track {
+    /// The object.
+    pub target: TrackTarget,
+    /// The effect of its failure.
+    pub effect: TrackEffect,
+}
+
+/// The shared key of authenticated mode; `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthKey(pub Vec<u8>);
+
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthKey(<{} bytes>)", self.0.len())
+    }
 }
 
 /// A virtual address and its prefix length, as added to the interface.
@@ -107,12 +179,27 @@ pub struct VrrpConfig {
     pub garp_count: u32,
     /// Repeat interval of GARPs / NAs while master; `None` = never.
     pub garp_refresh: Option<Duration>,
+    /// Tracked interfaces and services.
+    pub tracks: Vec<Track>,
+    /// Authenticated mode's key; `None` = plain RFC 5798 adverts (keepalived interop).
+    pub auth_key: Option<AuthKey>,
 }
 
 impl VrrpConfig {
     /// Whether this virtual router is an IPv6 one (its VIPs are IPv6).
     pub fn is_ipv6(&self) -> bool {
         self.vips.first().is_some_and(|v| v.addr.is_ipv6())
+    }
+
+    /// Whether `other` differs only in what a running instance can adopt in place
+    /// (priority, timers, preempt, notify, GARP settings, tracking, key): the same
+    /// interface, VRID, VIPs and peers.
+    pub fn same_router(&self, other: &VrrpConfig) -> bool {
+        self.name == other.name
+            && self.interface == other.interface
+            && self.vrid == other.vrid
+            && self.vips == other.vips
+            && self.unicast_peers == other.unicast_peers
     }
 
     /// The advert interval in centiseconds, as the wire carries it.
@@ -141,10 +228,12 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 /// Validates every `[[vrrp]]` table; errors point at the offending value.
+/// `services` are the config's service names, for `track_service`.
 pub fn validate(
     path: &Path,
     text: &str,
     raw: Vec<Spanned<RawVrrp>>,
+    services: &[&str],
 ) -> Result<Vec<VrrpConfig>, ConfigError> {
     let err = |at: usize, key: String, msg: String| ConfigError::invalid(path, text, at, key, msg);
     let mut out = Vec::with_capacity(raw.len());
@@ -343,6 +432,72 @@ pub fn validate(
                 ),
             ));
         }
+        let weight = |w: &Option<Spanned<i64>>, k: &str| -> Result<TrackEffect, ConfigError> {
+            let Some(w) = w else {
+                return Ok(TrackEffect::Fault);
+            };
+            let v = *w.get_ref();
+            match v {
+                0 => Ok(TrackEffect::Fault),
+                -254..=-1 => {
+                    if priority == 255 {
+                        return Err(err(
+                            w.span().start,
+                            key(k),
+                            "the address owner (priority 255) cannot lower its priority; use weight = 0 (FAULT)".into(),
+                        ));
+                    }
+                    Ok(TrackEffect::Lower(v.unsigned_abs() as u8))
+                }
+                _ => Err(err(
+                    w.span().start,
+                    key(k),
+                    format!("weight {v}: expected -254 to -1 (lower the priority by that much) or 0 (FAULT)"),
+                )),
+            }
+        };
+        let mut tracks = Vec::new();
+        for t in &r.track_interface {
+            let t = t.get_ref();
+            let name = t.interface.get_ref();
+            if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
+                return Err(err(
+                    t.interface.span().start,
+                    key("track_interface"),
+                    format!("{name:?} is not a valid interface name"),
+                ));
+            }
+            tracks.push(Track {
+                target: TrackTarget::Interface(name.clone()),
+                effect: weight(&t.weight, "track_interface.weight")?,
+            });
+        }
+        for t in &r.track_service {
+            let t = t.get_ref();
+            let name = t.service.get_ref();
+            if !services.contains(&name.as_str()) {
+                return Err(err(
+                    t.service.span().start,
+                    key("track_service"),
+                    format!("no [[service]] is named {name:?}"),
+                ));
+            }
+            tracks.push(Track {
+                target: TrackTarget::Service(name.clone()),
+                effect: weight(&t.weight, "track_service.weight")?,
+            });
+        }
+        let auth_key = match &r.auth_key {
+            None => None,
+            Some(k) if k.get_ref().len() < MIN_AUTH_KEY_LEN => {
+                return Err(err(
+                    k.span().start,
+                    key("auth_key"),
+                    format!("the key must have at least {MIN_AUTH_KEY_LEN} bytes"),
+                ))
+            }
+            Some(k) => Some(AuthKey(k.get_ref().as_bytes().to_vec())),
+        };
         out.push(VrrpConfig {
             name,
             interface,
@@ -356,6 +511,8 @@ pub fn validate(
             notify: r.notify.filter(|n| !n.trim().is_empty()),
             garp_count,
             garp_refresh,
+            tracks,
+            auth_key,
         });
     }
     Ok(out)
@@ -387,7 +544,7 @@ mod tests {
 
     fn run(text: &str) -> Result<Vec<VrrpConfig>, ConfigError> {
         let doc: Doc = toml::from_str(text).expect("test TOML parses");
-        validate(Path::new("lb.toml"), text, doc.vrrp)
+        validate(Path::new("lb.toml"), text, doc.vrrp, &["web"])
     }
 
     fn message(text: &str) -> String {
@@ -468,6 +625,60 @@ garp_refresh = "10s"
         // The same VRID for IPv6 is a different virtual router (RFC 5798 section 7.5).
         let v6 = two.replace("198.18.0.98", "2001:db8::98");
         assert_eq!(run(&v6).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn tracking_and_auth_key() {
+        let base =
+            "[[vrrp]]\nname = \"a\"\ninterface = \"eth0\"\nvrid = 1\nvips = [\"198.18.0.99\"]\n";
+        let c = run(&format!(
+            "{base}track_interface = [{{ interface = \"eth1\", weight = -50 }}, {{ interface = \"eth2\" }}]\n\
+             track_service = [{{ service = \"web\", weight = 0 }}]\nauth_key = \"0123456789abcdef\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c[0].tracks,
+            vec![
+                Track {
+                    target: TrackTarget::Interface("eth1".into()),
+                    effect: TrackEffect::Lower(50)
+                },
+                Track {
+                    target: TrackTarget::Interface("eth2".into()),
+                    effect: TrackEffect::Fault
+                },
+                Track {
+                    target: TrackTarget::Service("web".into()),
+                    effect: TrackEffect::Fault
+                },
+            ]
+        );
+        assert_eq!(
+            format!("{:?}", c[0].auth_key),
+            "Some(AuthKey(<16 bytes>))",
+            "the key is not logged"
+        );
+        let m = message(&format!(
+            "{base}track_service = [{{ service = \"nope\" }}]\n"
+        ));
+        assert!(
+            m.contains(":6:") && m.contains("no [[service]] is named \"nope\""),
+            "{m}"
+        );
+        let m = message(&format!(
+            "{base}track_interface = [{{ interface = \"eth1\", weight = 10 }}]\n"
+        ));
+        assert!(
+            m.contains("track_interface.weight") && m.contains("-254 to -1"),
+            "{m}"
+        );
+        let m = message(&format!("{base}auth_key = \"short\"\n"));
+        assert!(m.contains("auth_key") && m.contains("16 bytes"), "{m}");
+        let owner = base.replace("vrid = 1\n", "vrid = 1\npriority = 255\n");
+        let m = message(&format!(
+            "{owner}track_interface = [{{ interface = \"eth1\", weight = -10 }}]\n"
+        ));
+        assert!(m.contains("address owner"), "{m}");
     }
 
     #[test]

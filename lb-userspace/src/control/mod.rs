@@ -95,6 +95,24 @@ pub struct L4State {
     pub servers: Arc<Vec<Vec<ServerStatus>>>,
 }
 
+/// Per service name: whether any of its servers can take new sessions now (false is
+/// HAProxy's "no server available"). VRRP's `track_service` watches it.
+pub type ServiceAvailability = Arc<std::collections::BTreeMap<String, bool>>;
+
+fn availability(config: &Config, st: &[Vec<ServerStatus>]) -> ServiceAvailability {
+    Arc::new(
+        config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(si, svc)| {
+                let up = st.get(si).is_some_and(|v| v.iter().any(|s| s.takes_new()));
+                (svc.name.clone(), up)
+            })
+            .collect(),
+    )
+}
+
 /// A request from the admin socket to the task that owns the data plane.
 pub enum PlaneRequest {
     /// `reload`: re-read the config; answer with the outcome.
@@ -119,6 +137,7 @@ pub struct Control {
     l4_tx: watch::Sender<L4State>,
     plane_tx: mpsc::Sender<PlaneRequest>,
     vrrp: Mutex<Option<Arc<dyn Fn() -> String + Send + Sync>>>,
+    avail_tx: watch::Sender<ServiceAvailability>,
     started: Instant,
 }
 
@@ -259,6 +278,7 @@ impl Control {
         });
         let (plane_tx, plane_rx) = mpsc::channel(4);
         let (events, events_rx) = mpsc::unbounded_channel();
+        let (avail_tx, _) = watch::channel(availability(&config, &status));
         let control = Arc::new(Control {
             config: std::sync::RwLock::new(config),
             status: Mutex::new(status),
@@ -269,6 +289,7 @@ impl Control {
             l4_tx,
             plane_tx,
             vrrp: Mutex::new(None),
+            avail_tx,
             started: now,
         });
         (control, l4_rx, plane_rx)
@@ -281,6 +302,11 @@ impl Control {
     /// Lets `show vrrp` report membership: `f` renders the current VRRP state.
     pub fn set_vrrp_reporter(&self, f: Arc<dyn Fn() -> String + Send + Sync>) {
         *self.vrrp.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// Follows which services have a server available (published with every change).
+    pub fn service_availability(&self) -> watch::Receiver<ServiceAvailability> {
+        self.avail_tx.subscribe()
     }
 
     /// Starts one check task per server with `check = true`, the task that applies their
@@ -531,6 +557,14 @@ impl Control {
                 );
             }
         }
+        let avail = availability(&cfg, &st);
+        self.avail_tx.send_if_modified(|a| {
+            let changed = **a != *avail;
+            if changed {
+                *a = Arc::clone(&avail);
+            }
+            changed
+        });
         if cfg.services.iter().any(|s| s.mode.is_l4()) {
             self.l4_tx.send_modify(|l4| {
                 l4.generation += 1;

@@ -3,14 +3,16 @@
 
 use super::{
     announce::Announcer,
+    auth::{ReplayGuard, Signer},
     iface::{self, Iface},
-    packet::{self, Advert, RxPolicy},
+    packet::{self, Advert, DropReason, RxPolicy},
     socket::{Received, VrrpSocket},
     state::{Action, Heard, Machine, Params, State},
     status::{InstanceStatus, StatusBoard},
+    track::{self, Tracked},
     Role, RoleEvent, VrrpError,
 };
-use crate::{config::VrrpConfig, netlink_addr::AddrHandle};
+use crate::{config::VrrpConfig, control::ServiceAvailability, netlink_addr::AddrHandle};
 use std::{net::IpAddr, sync::Arc, time::Duration};
 use tokio::{
     sync::{mpsc, oneshot, watch},
@@ -35,6 +37,19 @@ const ROLE_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// enough for the successor's announcements to reach the clients.
 const STOP_LINGER_MAX: Duration = Duration::from_millis(100);
 
+/// What an instance follows besides its packets: the daemon's stop, config updates from
+/// a reload, and the tracked objects.
+pub(super) struct Inputs {
+    /// Turns true for a graceful stop (daemon shutdown, or the instance was removed).
+    pub stop: watch::Receiver<bool>,
+    /// A reloaded config for the same virtual router (priority, timers, tracking, ...).
+    pub updates: watch::Receiver<Arc<VrrpConfig>>,
+    /// Which services have a server available (`track_service`).
+    pub services: watch::Receiver<ServiceAvailability>,
+    /// Bumped on netlink link events (`track_interface`).
+    pub links: watch::Receiver<u64>,
+}
+
 /// Everything an instance task owns.
 pub(super) struct Instance {
     pub cfg: VrrpConfig,
@@ -44,7 +59,24 @@ pub(super) struct Instance {
     pub addrs: AddrHandle,
     pub events: mpsc::Sender<RoleEvent>,
     pub stop: watch::Receiver<bool>,
+    pub updates: watch::Receiver<Arc<VrrpConfig>>,
+    pub services: watch::Receiver<ServiceAvailability>,
+    pub links: watch::Receiver<u64>,
     pub board: Arc<StatusBoard>,
+    /// Authenticated mode's sending side (`auth_key`).
+    pub signer: Option<Signer>,
+}
+
+/// Why an instance is (or is not) in FAULT, and what tracking does to its priority.
+struct Faults {
+    link_up: bool,
+    tracked: Tracked,
+}
+
+impl Faults {
+    fn fault(&self) -> bool {
+        !self.link_up || self.tracked.fault
+    }
 }
 
 impl Instance {
@@ -54,7 +86,7 @@ impl Instance {
         cfg: VrrpConfig,
         addrs: AddrHandle,
         events: mpsc::Sender<RoleEvent>,
-        stop: watch::Receiver<bool>,
+        inputs: Inputs,
         board: Arc<StatusBoard>,
         wait: Duration,
     ) -> Result<Self, VrrpError> {
@@ -92,6 +124,7 @@ impl Instance {
         };
         let sock = VrrpSocket::open(&iface, src, &cfg.unicast_peers)?;
         let announcer = Announcer::new(&iface, &vip_addrs)?;
+        let signer = cfg.auth_key.as_ref().map(|k| Signer::new(&k.0));
         Ok(Self {
             cfg,
             iface,
@@ -99,50 +132,156 @@ impl Instance {
             announcer,
             addrs,
             events,
-            stop,
+            stop: inputs.stop,
+            updates: inputs.updates,
+            services: inputs.services,
+            links: inputs.links,
             board,
+            signer,
         })
     }
 
-    /// Runs until a graceful stop has completed.
-    pub(super) async fn run(mut self) {
-        let params = Params {
-            priority: self.cfg.priority,
+    /// The machine's parameters for the current config and tracking.
+    fn params(&self, tracked: &Tracked) -> Params {
+        Params {
+            priority: tracked.priority(self.cfg.priority),
             advert_interval: self.cfg.advert_interval,
             preempt: self.cfg.preempt,
             preempt_delay: self.cfg.preempt_delay,
             primary: self.sock.src(),
+        }
+    }
+
+    /// What the tracked objects say now.
+    fn track_now(&self) -> Tracked {
+        let services = self.services.borrow().clone();
+        track::evaluate(&self.cfg.tracks, &services, link_running)
+    }
+
+    /// Re-reads the link and the tracked objects and moves the machine accordingly: into
+    /// or out of FAULT, or to a new priority in place (no transition).
+    fn retrack(
+        &self,
+        m: &mut Machine,
+        f: &mut Faults,
+        stopping: bool,
+        status: &mut InstanceStatus,
+    ) -> Vec<Action> {
+        let link_up = link_running(&self.cfg.interface);
+        let tracked = self.track_now();
+        if link_up == f.link_up && tracked == f.tracked {
+            return Vec::new();
+        }
+        let was_fault = f.fault();
+        if tracked != f.tracked {
+            let (old, new) = (
+                f.tracked.priority(self.cfg.priority),
+                tracked.priority(self.cfg.priority),
+            );
+            let failed = if tracked.failed.is_empty() {
+                "none".to_string()
+            } else {
+                tracked.failed.join(",")
+            };
+            if tracked.fault {
+                warn!(instance = %self.cfg.name, %failed, "tracked object failed with weight 0: FAULT");
+            } else {
+                info!(instance = %self.cfg.name, %failed, priority = new, previous = old, "tracking changed the priority");
+            }
+        }
+        if link_up != f.link_up {
+            if link_up {
+                info!(instance = %self.cfg.name, "interface up");
+            } else {
+                warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface down: FAULT");
+            }
+        }
+        f.link_up = link_up;
+        f.tracked = tracked;
+        status.priority = f.tracked.priority(self.cfg.priority);
+        status.track_failed = f.tracked.failed.clone();
+        let now = now();
+        let mut actions = m.reconfigure(now, self.params(&f.tracked));
+        match (was_fault, f.fault()) {
+            (false, true) => {
+                actions = m.link_down();
+                status.state = State::Fault;
+                status.transitions += 1;
+                self.board.update(status, true);
+                self.notify(State::Fault, status.priority);
+            }
+            (true, false) => {
+                info!(instance = %self.cfg.name, "leaving FAULT");
+                actions = if stopping {
+                    vec![Action::Stopped]
+                } else {
+                    m.link_up(now)
+                };
+            }
+            _ => self.board.update(status, true),
+        }
+        actions
+    }
+
+    /// A reload changed this instance's settings (same interface, VRID, VIPs, peers):
+    /// adopt them without a transition.
+    fn update(&mut self, new: &VrrpConfig) {
+        if self.cfg.auth_key != new.auth_key {
+            self.signer = new.auth_key.as_ref().map(|k| Signer::new(&k.0));
+        }
+        info!(
+            instance = %new.name, priority = new.priority, preempt = new.preempt,
+            interval_ms = new.advert_interval.as_millis() as u64, "VRRP instance reconfigured"
+        );
+        self.cfg = new.clone();
+    }
+
+    /// Runs until a graceful stop has completed.
+    pub(super) async fn run(mut self) {
+        let mut f = Faults {
+            link_up: link_running(&self.cfg.interface),
+            tracked: self.track_now(),
         };
         let mut status = InstanceStatus::new(&self.cfg, self.sock.src());
-        let mut m = Machine::new(params);
+        status.priority = f.tracked.priority(self.cfg.priority);
+        status.track_failed = f.tracked.failed.clone();
+        let mut m = Machine::new(self.params(&f.tracked));
         let vips: Vec<IpAddr> = self.cfg.vips.iter().map(|v| v.addr).collect();
         let own: Vec<IpAddr> = self.iface.addrs.clone();
+        let mut replay = ReplayGuard::default();
         let mut held = false;
         let mut stopping = false;
-        let mut link_up = link_running(&self.cfg.interface);
         let mut link_poll = tokio::time::interval(LINK_POLL);
-        let mut refresh = self.cfg.garp_refresh.map(|d| {
-            let mut i = tokio::time::interval_at(Instant::now() + d, d);
-            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            i
-        });
+        let refresh_timer = |d: Option<Duration>| {
+            d.map(|d| {
+                let mut i = tokio::time::interval_at(Instant::now() + d, d);
+                i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                i
+            })
+        };
+        let mut refresh = refresh_timer(self.cfg.garp_refresh);
         info!(
-            instance = %self.cfg.name, vrid = self.cfg.vrid, priority = self.cfg.priority,
+            instance = %self.cfg.name, vrid = self.cfg.vrid, priority = status.priority,
             interface = %self.cfg.interface, src = %self.sock.src(),
-            interval_ms = self.cfg.advert_interval.as_millis() as u64, "VRRP instance starting"
+            interval_ms = self.cfg.advert_interval.as_millis() as u64,
+            authenticated = self.signer.is_some(), tracked = self.cfg.tracks.len(),
+            "VRRP instance starting"
         );
-        let first = if link_up {
-            m.startup(now())
-        } else {
+        let first = if f.fault() {
             Vec::new()
+        } else {
+            m.startup(now())
         };
         let mut done = self.apply(&mut m, first, &mut held, &mut status).await;
         let mut garp_again = held.then(|| Instant::now() + GARP_REPEAT_DELAY);
-        if !link_up {
+        if f.fault() {
             status.state = State::Fault;
             status.transitions += 1;
             self.board.update(&status, true);
-            warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface down: FAULT");
+            warn!(
+                instance = %self.cfg.name, interface = %self.cfg.interface,
+                link_up = f.link_up, failed = %f.tracked.failed.join(","), "starting in FAULT"
+            );
         }
         while !done {
             let deadline = m.deadline().map(Instant::from_std);
@@ -164,7 +303,7 @@ impl Instance {
                         // flood its last advert may be waiting behind junk.
                         for _ in 0..DRAIN_MAX {
                             match self.sock.try_recv() {
-                                Some(r) => actions.extend(self.handle(&mut m, &mut status, &own, r)),
+                                Some(r) => actions.extend(self.handle(&mut m, &mut status, &own, &mut replay, r)),
                                 None => break,
                             }
                         }
@@ -172,26 +311,33 @@ impl Instance {
                     actions.extend(m.on_timer(now()));
                     actions
                 }
+                Ok(()) = self.updates.changed() => {
+                    let new = Arc::clone(&self.updates.borrow_and_update());
+                    if new.garp_refresh != self.cfg.garp_refresh {
+                        refresh = refresh_timer(new.garp_refresh);
+                    }
+                    self.update(&new);
+                    status.base_priority = self.cfg.priority;
+                    // Forces the re-evaluation below to apply the new parameters.
+                    let mut actions = m.reconfigure(now(), self.params(&f.tracked));
+                    status.priority = f.tracked.priority(self.cfg.priority);
+                    actions.extend(self.retrack(&mut m, &mut f, stopping, &mut status));
+                    self.board.update(&status, true);
+                    actions
+                }
+                Ok(()) = self.services.changed() => {
+                    self.services.borrow_and_update();
+                    self.retrack(&mut m, &mut f, stopping, &mut status)
+                }
+                Ok(()) = self.links.changed() => {
+                    self.links.borrow_and_update();
+                    self.retrack(&mut m, &mut f, stopping, &mut status)
+                }
                 _ = link_poll.tick() => {
                     // Counters reach the status board here, not per packet: under a flood
                     // every microsecond per packet counts.
                     self.board.update(&status, false);
-                    let up = link_running(&self.cfg.interface);
-                    if up == link_up {
-                        continue;
-                    }
-                    link_up = up;
-                    if up {
-                        info!(instance = %self.cfg.name, "interface up: leaving FAULT");
-                        if stopping { vec![Action::Stopped] } else { m.link_up(now()) }
-                    } else {
-                        warn!(instance = %self.cfg.name, interface = %self.cfg.interface, "interface down: FAULT");
-                        let a = m.link_down();
-                        status.state = State::Fault;
-                        status.transitions += 1;
-                        self.board.update(&status, true);
-                        a
-                    }
+                    self.retrack(&mut m, &mut f, stopping, &mut status)
                 }
                 _ = sleep_until(garp_again), if held && garp_again.is_some() => {
                     garp_again = None;
@@ -213,11 +359,11 @@ impl Instance {
                     // Read what else is queued in the same wakeup (up to a batch), so a
                     // flood costs one pass through this loop per batch, not per packet;
                     // stop early when a packet asks for action, to apply it in order.
-                    let mut actions = self.handle(&mut m, &mut status, &own, r);
+                    let mut actions = self.handle(&mut m, &mut status, &own, &mut replay, r);
                     let mut n = 1;
                     while actions.is_empty() && n < RECV_BATCH && !due(&m) {
                         match self.sock.try_recv() {
-                            Some(r) => actions = self.handle(&mut m, &mut status, &own, r),
+                            Some(r) => actions = self.handle(&mut m, &mut status, &own, &mut replay, r),
                             None => break,
                         }
                         n += 1;
@@ -242,6 +388,7 @@ impl Instance {
         m: &mut Machine,
         status: &mut InstanceStatus,
         own: &[IpAddr],
+        replay: &mut ReplayGuard,
         r: std::io::Result<Received>,
     ) -> Vec<Action> {
         let (meta, payload) = match r {
@@ -261,7 +408,14 @@ impl Instance {
             peers: &self.cfg.unicast_peers,
             own,
         };
-        match packet::check(&payload, &meta, &policy) {
+        let key = self.cfg.auth_key.as_ref().map(|k| k.0.as_slice());
+        let checked = packet::check_auth(&payload, &meta, &policy, key).and_then(|(adv, seq)| {
+            match seq.map(|seq| (seq, replay.accept(meta.src, seq))) {
+                Some((seq, Err(last))) => Err(DropReason::Replay { seq, last }),
+                _ => Ok(adv),
+            }
+        });
+        match checked {
             Err(reason) => {
                 status.count_drop(&reason);
                 // Logged at counts 1, 2, 4, 8, ...: a flood must not become a flood of
@@ -303,7 +457,14 @@ impl Instance {
                         interval_cs: self.cfg.interval_cs(),
                         addrs: self.cfg.vips.iter().map(|v| v.addr).collect(),
                     };
-                    match self.sock.send(&adv) {
+                    let sent = match self.signer.as_mut() {
+                        Some(s) => {
+                            let seq = s.next_seq();
+                            self.sock.send_auth(&adv, Some((s.key(), seq)))
+                        }
+                        None => self.sock.send(&adv),
+                    };
+                    match sent {
                         Ok(()) => {
                             status.tx += 1;
                         }
@@ -371,13 +532,18 @@ impl Instance {
         status.transitions += 1;
         status.master_adver_interval = m.master_adver_interval();
         self.board.update(status, true);
+        self.notify(state, m.params().priority);
+    }
+
+    /// Runs the `notify` command for `state`, if one is configured.
+    fn notify(&self, state: State, priority: u8) {
         if let Some(cmd) = &self.cfg.notify {
             let name = if state == State::Initialize {
                 "STOP"
             } else {
                 state.as_str()
             };
-            notify(cmd, &self.cfg, name);
+            notify(cmd, &self.cfg, name, priority);
         }
     }
 
@@ -449,16 +615,16 @@ async fn tick(i: &mut Option<tokio::time::Interval>) {
 
 /// Runs the notify command without waiting for it: `/bin/sh -c CMD` with keepalived's
 /// positional arguments (`INSTANCE name state priority`) and `LB_VRRP_*` variables.
-fn notify(cmd: &str, cfg: &VrrpConfig, state: &str) {
+fn notify(cmd: &str, cfg: &VrrpConfig, state: &str, priority: u8) {
     let mut c = tokio::process::Command::new("/bin/sh");
     c.arg("-c")
         .arg(cmd)
         .arg("lb-notify")
-        .args(["INSTANCE", &cfg.name, state, &cfg.priority.to_string()])
+        .args(["INSTANCE", &cfg.name, state, &priority.to_string()])
         .env("LB_VRRP_INSTANCE", &cfg.name)
         .env("LB_VRRP_STATE", state)
         .env("LB_VRRP_VRID", cfg.vrid.to_string())
-        .env("LB_VRRP_PRIORITY", cfg.priority.to_string())
+        .env("LB_VRRP_PRIORITY", priority.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(false);
     match c.spawn() {

@@ -8,25 +8,36 @@
 //! stream of [`RoleEvent`]s: it attaches XDP while any instance is master and detaches
 //! when none is; the instances add and remove their own VIPs.
 //!
-//! Not done yet: HMAC-authenticated adverts (issue 5, optional; off by default anyway so
-//! keepalived interoperates) and priority tracking of interfaces/backends.
+//! Also: [`track`] (interfaces and services lowering the priority, keepalived's
+//! `track_interface`/`track_script`), [`auth`] (optional HMAC-authenticated adverts with
+//! replay protection, off by default so keepalived interoperates), and
+//! [`Membership::reconfigure`] (a reload changes instances in place, without a role flap
+//! on the unchanged ones).
 
 pub mod announce;
+pub mod auth;
 pub mod iface;
 mod instance;
 pub mod packet;
 pub mod socket;
 pub mod state;
 pub mod status;
+pub mod track;
 
-use crate::{config::VrrpConfig, netlink_addr::AddrHandle};
-use instance::Instance;
+use crate::{config::VrrpConfig, control::ServiceAvailability, netlink_addr::AddrHandle};
+use instance::{Inputs, Instance};
 use status::StatusBoard;
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     task::JoinSet,
 };
+use tracing::{info, warn};
 
 /// SCHED_RR priority of the membership thread (1-99; low, so kernel threads win).
 const RT_PRIORITY: libc::c_int = 10;
@@ -105,22 +116,82 @@ pub struct Membership {
     abort: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
     board: Arc<StatusBoard>,
+    reload: mpsc::UnboundedSender<Vec<VrrpConfig>>,
+    current: Mutex<Vec<VrrpConfig>>,
+}
+
+/// What a reload does to the running instances, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// New instances: opened and started.
+    pub added: Vec<String>,
+    /// Instances gone from the config: stopped gracefully (a master hands over).
+    pub removed: Vec<String>,
+    /// Same virtual router, new settings (priority, timers, preempt, tracking, key,
+    /// notify, GARP): adopted in place, no transition.
+    pub updated: Vec<String>,
+    /// Another interface, VRID, VIPs or peers: stopped, then started again.
+    pub restarted: Vec<String>,
+    /// Nothing changed: left alone.
+    pub unchanged: Vec<String>,
+}
+
+impl Plan {
+    /// Compares the running instances with a reloaded config.
+    pub fn new(old: &[VrrpConfig], new: &[VrrpConfig]) -> Plan {
+        let mut p = Plan::default();
+        for n in new {
+            match old.iter().find(|o| o.name == n.name) {
+                None => p.added.push(n.name.clone()),
+                Some(o) if o == n => p.unchanged.push(n.name.clone()),
+                Some(o) if o.same_router(n) => p.updated.push(n.name.clone()),
+                Some(_) => p.restarted.push(n.name.clone()),
+            }
+        }
+        for o in old {
+            if !new.iter().any(|n| n.name == o.name) {
+                p.removed.push(o.name.clone());
+            }
+        }
+        p
+    }
+
+    /// One line for the reload answer and the log.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, names) in [
+            ("added", &self.added),
+            ("removed", &self.removed),
+            ("updated", &self.updated),
+            ("restarted", &self.restarted),
+            ("unchanged", &self.unchanged),
+        ] {
+            if !names.is_empty() {
+                parts.push(format!("{what} {}", names.join(",")));
+            }
+        }
+        format!("vrrp: {}", parts.join("; "))
+    }
 }
 
 impl Membership {
     /// Starts one task per configured instance; role changes arrive on `events`. The
     /// status file goes to `status_path` if given. Returns once every instance's sockets
     /// are open (or with the first error).
+    /// `services` is the state manager's service availability (`track_service`).
     pub async fn start(
         configs: &[VrrpConfig],
         status_path: Option<PathBuf>,
         events: mpsc::Sender<RoleEvent>,
+        services: watch::Receiver<ServiceAvailability>,
     ) -> Result<Self, VrrpError> {
         let (stop, stop_rx) = watch::channel(false);
         let (abort, abort_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), VrrpError>>();
         let (done_tx, done) = oneshot::channel::<()>();
         let board = Arc::new(StatusBoard::new(status_path));
+        let (reload, reload_rx) = mpsc::unbounded_channel();
+        let current = Mutex::new(configs.to_vec());
         let configs = configs.to_vec();
         let b = board.clone();
         std::thread::Builder::new()
@@ -137,7 +208,15 @@ impl Membership {
                         return;
                     }
                 };
-                rt.block_on(run_all(configs, b, events, stop_rx, abort_rx, ready_tx));
+                let io = Io {
+                    board: b,
+                    events,
+                    services,
+                    stop: stop_rx,
+                    abort: abort_rx,
+                    reload: reload_rx,
+                };
+                rt.block_on(run_all(configs, io, ready_tx));
                 drop(rt);
                 let _ = done_tx.send(());
             })
@@ -148,12 +227,26 @@ impl Membership {
                 abort: Some(abort),
                 done: Some(done),
                 board,
+                reload,
+                current,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(VrrpError::Runtime(std::io::Error::other(
                 "membership thread died",
             ))),
         }
+    }
+
+    /// Applies a reloaded `[[vrrp]]` list (see [`Plan`]); returns the plan's summary.
+    /// Instances whose settings did not change keep running untouched: no role change.
+    pub fn reconfigure(&self, configs: &[VrrpConfig]) -> String {
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let plan = Plan::new(&cur, configs);
+        *cur = configs.to_vec();
+        let _ = self.reload.send(configs.to_vec());
+        let line = plan.summary();
+        info!("{line}");
+        line
     }
 
     /// Starts the graceful stop of every instance (a master hands over first).
@@ -200,35 +293,86 @@ impl Drop for Membership {
     }
 }
 
-/// The membership thread's main task: open every instance, run them, flush the status.
-async fn run_all(
-    configs: Vec<VrrpConfig>,
+/// What the membership thread talks to.
+struct Io {
     board: Arc<StatusBoard>,
     events: mpsc::Sender<RoleEvent>,
-    stop_rx: watch::Receiver<bool>,
-    abort_rx: oneshot::Receiver<()>,
-    ready: oneshot::Sender<Result<(), VrrpError>>,
-) {
+    services: watch::Receiver<ServiceAvailability>,
+    stop: watch::Receiver<bool>,
+    abort: oneshot::Receiver<()>,
+    reload: mpsc::UnboundedReceiver<Vec<VrrpConfig>>,
+}
+
+/// A running instance as the membership thread sees it.
+struct Slot {
+    cfg: VrrpConfig,
+    /// Distinguishes a restarted instance's task from its predecessor's.
+    generation: u64,
+    stop: watch::Sender<bool>,
+    updates: watch::Sender<Arc<VrrpConfig>>,
+}
+
+/// Creates the per-instance inputs and its slot.
+fn slot(
+    cfg: &VrrpConfig,
+    generation: u64,
+    services: &watch::Receiver<ServiceAvailability>,
+    links: &watch::Receiver<u64>,
+) -> (Slot, Inputs) {
+    let (stop, stop_rx) = watch::channel(false);
+    let (updates, updates_rx) = watch::channel(Arc::new(cfg.clone()));
+    (
+        Slot {
+            cfg: cfg.clone(),
+            generation,
+            stop,
+            updates,
+        },
+        Inputs {
+            stop: stop_rx,
+            updates: updates_rx,
+            services: services.clone(),
+            links: links.clone(),
+        },
+    )
+}
+
+/// The membership thread's main task: open every instance, run them, apply reloads,
+/// flush the status.
+async fn run_all(configs: Vec<VrrpConfig>, io: Io, ready: oneshot::Sender<Result<(), VrrpError>>) {
+    let Io {
+        board,
+        events,
+        services,
+        mut stop,
+        abort,
+        mut reload,
+    } = io;
+    let links = track::link_events();
+    let mut slots: HashMap<String, Slot> = HashMap::new();
+    let mut generation = 0u64;
     let opened = async {
         let addrs = AddrHandle::new()?;
         let mut instances = Vec::with_capacity(configs.len());
         for cfg in &configs {
+            generation += 1;
+            let (sl, inputs) = slot(cfg, generation, &services, &links);
             let i = Instance::open(
                 cfg.clone(),
                 addrs.clone(),
                 events.clone(),
-                stop_rx.clone(),
+                inputs,
                 board.clone(),
                 PRIMARY_WAIT,
             )
             .await?;
-            instances.push(i);
+            slots.insert(cfg.name.clone(), sl);
+            instances.push((i, generation));
         }
-        Ok::<_, VrrpError>(instances)
+        Ok::<_, VrrpError>((addrs, instances))
     }
     .await;
-    drop(events);
-    let instances = match opened {
+    let (addrs, instances) = match opened {
         Ok(i) => {
             let _ = ready.send(Ok(()));
             i
@@ -238,15 +382,87 @@ async fn run_all(
             return;
         }
     };
-    let mut tasks = JoinSet::new();
-    for i in instances {
-        tasks.spawn(i.run());
+    let mut tasks: JoinSet<(String, u64)> = JoinSet::new();
+    for (i, g) in instances {
+        let name = i.cfg.name.clone();
+        tasks.spawn(async move {
+            i.run().await;
+            (name, g)
+        });
     }
+    // Restarted instances wait here until their predecessor has let go of the VIPs.
+    let mut pending: HashMap<String, VrrpConfig> = HashMap::new();
+    let spawn = |tasks: &mut JoinSet<(String, u64)>,
+                 slots: &mut HashMap<String, Slot>,
+                 generation: &mut u64,
+                 cfg: VrrpConfig| {
+        *generation += 1;
+        let g = *generation;
+        let (sl, inputs) = slot(&cfg, g, &services, &links);
+        slots.insert(cfg.name.clone(), sl);
+        let (addrs, events, board) = (addrs.clone(), events.clone(), board.clone());
+        tasks.spawn(async move {
+            let name = cfg.name.clone();
+            match Instance::open(cfg, addrs, events, inputs, board, PRIMARY_WAIT).await {
+                Ok(i) => i.run().await,
+                Err(e) => warn!(instance = %name, "cannot start the reloaded VRRP instance: {e}"),
+            }
+            (name, g)
+        });
+    };
+    let mut stopping = false;
     let mut flush = tokio::time::interval(status::FLUSH_INTERVAL);
-    let mut abort_rx = abort_rx;
+    let mut abort_rx = abort;
     loop {
         tokio::select! {
-            r = tasks.join_next() => if r.is_none() { break },
+            r = tasks.join_next() => {
+                let Some(r) = r else { break };
+                if let Ok((name, g)) = r {
+                    if slots.get(&name).is_some_and(|s| s.generation == g) {
+                        slots.remove(&name);
+                    }
+                    if let Some(cfg) = pending.remove(&name) {
+                        if !stopping {
+                            spawn(&mut tasks, &mut slots, &mut generation, cfg);
+                        }
+                    } else if !slots.contains_key(&name) {
+                        board.forget(&name);
+                    }
+                }
+                if tasks.is_empty() && (stopping || pending.is_empty()) {
+                    break;
+                }
+            }
+            Some(new) = reload.recv(), if !stopping => {
+                let old: Vec<VrrpConfig> = slots.values().map(|s| s.cfg.clone()).collect();
+                let plan = Plan::new(&old, &new);
+                for name in plan.removed.iter().chain(&plan.restarted) {
+                    if let Some(s) = slots.get(name) {
+                        let _ = s.stop.send(true);
+                    }
+                }
+                for cfg in new {
+                    if plan.added.contains(&cfg.name) {
+                        spawn(&mut tasks, &mut slots, &mut generation, cfg);
+                    } else if plan.restarted.contains(&cfg.name) {
+                        pending.insert(cfg.name.clone(), cfg);
+                    } else if plan.updated.contains(&cfg.name) {
+                        if let Some(s) = slots.get_mut(&cfg.name) {
+                            s.cfg = cfg.clone();
+                            let _ = s.updates.send(Arc::new(cfg));
+                        }
+                    }
+                }
+            }
+            Ok(()) = stop.changed(), if !stopping => {
+                if *stop.borrow() {
+                    stopping = true;
+                    pending.clear();
+                    for s in slots.values() {
+                        let _ = s.stop.send(true);
+                    }
+                }
+            }
             _ = flush.tick() => board.flush(),
             _ = &mut abort_rx => break,
         }
@@ -283,4 +499,43 @@ fn raise_priority() {
 /// Where the daemon of `instance` writes its VRRP status (read by `lb vrrp-status`).
 pub fn status_path(instance: &str) -> PathBuf {
     PathBuf::from("/run/lb").join(instance).join("vrrp.status")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(name: &str, vrid: u8, priority: u8) -> VrrpConfig {
+        let text = format!(
+            "[[vrrp]]\nname = \"{name}\"\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {priority}\nvips = [\"198.18.0.{vrid}/24\"]\n"
+        );
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            vrrp: Vec<toml::Spanned<crate::config::vrrp::RawVrrp>>,
+        }
+        let doc: Doc = toml::from_str(&text).unwrap();
+        crate::config::vrrp::validate(std::path::Path::new("t"), &text, doc.vrrp, &[])
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn reload_plan_keeps_unchanged_instances() {
+        let old = vec![cfg("a", 1, 100), cfg("b", 2, 100), cfg("c", 3, 100)];
+        let mut moved = cfg("b", 9, 100);
+        moved.name = "b".into();
+        let new = vec![cfg("a", 1, 100), moved, cfg("c", 3, 150), cfg("d", 4, 100)];
+        let mut gone = old.clone();
+        gone.push(cfg("e", 5, 100));
+        let p = Plan::new(&gone, &new);
+        assert_eq!(p.unchanged, vec!["a"]);
+        assert_eq!(p.restarted, vec!["b"], "another VRID and VIP");
+        assert_eq!(p.updated, vec!["c"], "priority only");
+        assert_eq!(p.added, vec!["d"]);
+        assert_eq!(p.removed, vec!["e"]);
+        assert_eq!(
+            p.summary(),
+            "vrrp: added d; removed e; updated c; restarted b; unchanged a"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! VRRP payload plus what the kernel told it about the packet (source, destination, TTL or
 //! hop limit); [`check`] then says whether the packet counts, or which rule it broke.
 
+use super::auth::{self, AuthFailure, TRAILER_LEN, TYPE_AUTH};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IP protocol number of VRRP.
@@ -81,11 +82,23 @@ pub enum DropReason {
     /// An IPv4 header that is not a VRRP packet (options past the buffer, wrong protocol).
     #[error("malformed IP header")]
     IpHeader,
+    /// Authenticated mode: missing, unexpected or wrong authentication.
+    #[error("authentication: {0}")]
+    Auth(AuthFailure),
+    /// Authenticated mode: a sequence number not above the last one accepted from this
+    /// sender (a replayed advert).
+    #[error("replayed advert: sequence {seq} <= {last}")]
+    Replay {
+        /// The advert's sequence number.
+        seq: u64,
+        /// The last one accepted from its source.
+        last: u64,
+    },
 }
 
 impl DropReason {
     /// Every counter name, in [`DropReason::index`] order.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 14] = [
         "ttl",
         "version",
         "type",
@@ -98,6 +111,8 @@ impl DropReason {
         "not_peer",
         "own",
         "ip_header",
+        "auth",
+        "replay",
     ];
 
     /// Index of this reason's counter.
@@ -115,6 +130,8 @@ impl DropReason {
             DropReason::NotPeer(_) => 9,
             DropReason::Own => 10,
             DropReason::IpHeader => 11,
+            DropReason::Auth(_) => 12,
+            DropReason::Replay { .. } => 13,
         }
     }
 
@@ -142,6 +159,16 @@ impl Advert {
     /// pseudo-header of RFC 5798 5.2.8). `addrs` of another family than `src` are skipped,
     /// and at most [`MAX_ADDRS`] are written; the interval is clamped to 12 bits.
     pub fn encode(&self, src: IpAddr, dst: IpAddr) -> Vec<u8> {
+        self.encode_with(src, dst, None)
+    }
+
+    /// [`Advert::encode`] for authenticated mode: type [`TYPE_AUTH`], the trailer with
+    /// `seq` and the MAC under `key` (see [`super::auth`]), checksum over all of it.
+    pub fn encode_auth(&self, src: IpAddr, dst: IpAddr, key: &[u8], seq: u64) -> Vec<u8> {
+        self.encode_with(src, dst, Some((key, seq)))
+    }
+
+    fn encode_with(&self, src: IpAddr, dst: IpAddr, auth: Option<(&[u8], u64)>) -> Vec<u8> {
         let v6 = src.is_ipv6();
         let addrs: Vec<IpAddr> = self
             .addrs
@@ -150,8 +177,13 @@ impl Advert {
             .filter(|a| a.is_ipv6() == v6)
             .take(MAX_ADDRS)
             .collect();
-        let mut out = Vec::with_capacity(HEADER_LEN + addrs.len() * 16);
-        out.push((VERSION << 4) | TYPE_ADVERT);
+        let mut out = Vec::with_capacity(HEADER_LEN + addrs.len() * 16 + TRAILER_LEN);
+        let kind = if auth.is_some() {
+            TYPE_AUTH
+        } else {
+            TYPE_ADVERT
+        };
+        out.push((VERSION << 4) | kind);
         out.push(self.vrid);
         out.push(self.priority);
         out.push(addrs.len() as u8);
@@ -163,6 +195,9 @@ impl Advert {
                 IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
             }
         }
+        if let Some((key, seq)) = auth {
+            auth::append_trailer(&mut out, key, seq, src, dst);
+        }
         let sum = checksum(src, dst, &out);
         out[6..8].copy_from_slice(&sum.to_be_bytes());
         out
@@ -171,6 +206,15 @@ impl Advert {
     /// Parses the message structure (version, type, length against the address count),
     /// without the checks that need the IP header; `v6` says which address size applies.
     pub fn decode(buf: &[u8], v6: bool) -> Result<Advert, DropReason> {
+        match Self::decode_any(buf, v6)? {
+            (a, false) => Ok(a),
+            (_, true) => Err(DropReason::Auth(AuthFailure::Unexpected)),
+        }
+    }
+
+    /// [`Advert::decode`] that also accepts an authenticated advert (type
+    /// [`TYPE_AUTH`] with its trailer, not verified here); says which it was.
+    pub fn decode_any(buf: &[u8], v6: bool) -> Result<(Advert, bool), DropReason> {
         if buf.len() < HEADER_LEN {
             return Err(DropReason::Truncated {
                 len: buf.len(),
@@ -182,12 +226,14 @@ impl Advert {
             return Err(DropReason::Version(version));
         }
         let kind = buf[0] & 0x0f;
-        if kind != TYPE_ADVERT {
+        if kind != TYPE_ADVERT && kind != TYPE_AUTH {
             return Err(DropReason::Type(kind));
         }
+        let authed = kind == TYPE_AUTH;
         let count = buf[3];
         let size = if v6 { 16 } else { 4 };
-        let expect = HEADER_LEN + usize::from(count) * size;
+        let trailer = if authed { TRAILER_LEN } else { 0 };
+        let expect = HEADER_LEN + usize::from(count) * size + trailer;
         if buf.len() < expect {
             return Err(DropReason::Truncated {
                 len: buf.len(),
@@ -202,7 +248,7 @@ impl Advert {
             });
         }
         let interval_cs = u16::from_be_bytes([buf[4], buf[5]]) & MAX_INTERVAL_CS;
-        let addrs = buf[HEADER_LEN..]
+        let addrs = buf[HEADER_LEN..expect - trailer]
             .chunks_exact(size)
             .map(|c| match <[u8; 16]>::try_from(c) {
                 Ok(b) => IpAddr::V6(Ipv6Addr::from(b)),
@@ -213,12 +259,15 @@ impl Advert {
                 }
             })
             .collect();
-        Ok(Advert {
-            vrid: buf[1],
-            priority: buf[2],
-            interval_cs,
-            addrs,
-        })
+        Ok((
+            Advert {
+                vrid: buf[1],
+                priority: buf[2],
+                interval_cs,
+                addrs,
+            },
+            authed,
+        ))
     }
 }
 
@@ -250,6 +299,19 @@ pub struct RxPolicy<'a> {
 /// or the first rule it broke. Checks run in the RFC's order, so a packet with several
 /// faults is counted under the first, like keepalived does.
 pub fn check(payload: &[u8], meta: &RxMeta, policy: &RxPolicy<'_>) -> Result<Advert, DropReason> {
+    check_auth(payload, meta, policy, None).map(|(a, _)| a)
+}
+
+/// [`check`] with authenticated mode: with `key`, only adverts whose MAC verifies pass,
+/// and their sequence number is returned (the caller checks it against replays); without,
+/// authenticated adverts are dropped. Authentication is checked after the VRID, so
+/// another virtual router's adverts on the same link count as `vrid`, not `auth`.
+pub fn check_auth(
+    payload: &[u8],
+    meta: &RxMeta,
+    policy: &RxPolicy<'_>,
+    key: Option<&[u8]>,
+) -> Result<(Advert, Option<u64>), DropReason> {
     if policy.own.contains(&meta.src) {
         return Err(DropReason::Own);
     }
@@ -259,20 +321,28 @@ pub fn check(payload: &[u8], meta: &RxMeta, policy: &RxPolicy<'_>) -> Result<Adv
     if meta.ttl != TTL {
         return Err(DropReason::Ttl(meta.ttl));
     }
-    let advert = Advert::decode(payload, meta.src.is_ipv6())?;
+    let (advert, authed) = Advert::decode_any(payload, meta.src.is_ipv6())?;
     if checksum(meta.src, meta.dst, payload) != 0 {
         return Err(DropReason::Checksum);
     }
     if advert.vrid != policy.vrid {
         return Err(DropReason::Vrid(advert.vrid));
     }
+    let seq = match (key, authed) {
+        (None, false) => None,
+        (None, true) => return Err(DropReason::Auth(AuthFailure::Unexpected)),
+        (Some(_), false) => return Err(DropReason::Auth(AuthFailure::Missing)),
+        (Some(k), true) => {
+            Some(auth::verify(payload, k, meta.src, meta.dst).map_err(DropReason::Auth)?)
+        }
+    };
     if policy.priority == 255 {
         return Err(DropReason::Owner);
     }
     if advert.interval_cs == 0 {
         return Err(DropReason::Interval);
     }
-    Ok(advert)
+    Ok((advert, seq))
 }
 
 /// Splits a packet from an IPv4 raw socket (which delivers the IP header) into its
@@ -528,6 +598,8 @@ mod tests {
             DropReason::NotPeer(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
             DropReason::Own,
             DropReason::IpHeader,
+            DropReason::Auth(AuthFailure::BadMac),
+            DropReason::Replay { seq: 0, last: 0 },
         ];
         for (i, r) in all.iter().enumerate() {
             assert_eq!(r.index(), i);
@@ -556,6 +628,56 @@ mod tests {
             ..adv
         };
         assert_eq!(mixed.encode(src, dst).len(), HEADER_LEN);
+    }
+
+    #[test]
+    fn authenticated_adverts() {
+        let key = b"0123456789abcdef".as_slice();
+        let (plain, meta) = sample();
+        let adv = Advert::decode(&plain, false).unwrap();
+        let signed = adv.encode_auth(meta.src, meta.dst, key, 7);
+        assert_eq!(signed.len(), plain.len() + TRAILER_LEN);
+        assert_eq!(signed[0], 0x3a);
+        assert_eq!(checksum(meta.src, meta.dst, &signed), 0);
+        assert_eq!(
+            check_auth(&signed, &meta, &policy(7), Some(key)),
+            Ok((adv.clone(), Some(7)))
+        );
+        // Without a key here: counted, not accepted; RFC receivers see an unknown type.
+        assert_eq!(
+            check(&signed, &meta, &policy(7)),
+            Err(DropReason::Auth(AuthFailure::Unexpected))
+        );
+        // With a key here: plain adverts and other keys are refused.
+        assert_eq!(
+            check_auth(&plain, &meta, &policy(7), Some(key)),
+            Err(DropReason::Auth(AuthFailure::Missing))
+        );
+        assert_eq!(
+            check_auth(&signed, &meta, &policy(7), Some(b"another key 12345")),
+            Err(DropReason::Auth(AuthFailure::BadMac))
+        );
+        // Another virtual router's authenticated advert counts as vrid, not auth.
+        assert_eq!(
+            check_auth(&signed, &meta, &policy(8), Some(b"another key 12345")),
+            Err(DropReason::Vrid(7))
+        );
+        // A signed advert whose priority was raised (checksum fixed up) fails the MAC.
+        let mut forged = signed.clone();
+        forged[2] = 250;
+        forged[6] = 0;
+        forged[7] = 0;
+        let sum = checksum(meta.src, meta.dst, &forged);
+        forged[6..8].copy_from_slice(&sum.to_be_bytes());
+        assert_eq!(
+            check_auth(&forged, &meta, &policy(7), Some(key)),
+            Err(DropReason::Auth(AuthFailure::BadMac))
+        );
+        // The trailer is part of the length: cut it and the length check fails.
+        assert!(matches!(
+            check_auth(&signed[..signed.len() - 1], &meta, &policy(7), Some(key)),
+            Err(DropReason::Truncated { .. })
+        ));
     }
 
     #[test]

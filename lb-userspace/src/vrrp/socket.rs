@@ -166,9 +166,22 @@ impl VrrpSocket {
     /// Sends `advert` to the group or to every unicast peer. Stops at the first failure,
     /// but only after trying every destination once.
     pub fn send(&self, advert: &Advert) -> Result<(), SocketError> {
+        self.send_auth(advert, None)
+    }
+
+    /// [`VrrpSocket::send`]; with `auth` (key, sequence number), as an authenticated
+    /// advert (the MAC covers each destination's copy).
+    pub fn send_auth(
+        &self,
+        advert: &Advert,
+        auth: Option<(&[u8], u64)>,
+    ) -> Result<(), SocketError> {
         let mut first_err = None;
         for &dst in &self.dsts {
-            let bytes = advert.encode(self.src, dst);
+            let bytes = match auth {
+                Some((key, seq)) => advert.encode_auth(self.src, dst, key, seq),
+                None => advert.encode(self.src, dst),
+            };
             let addr = match dst {
                 IpAddr::V4(d) => SockAddr::from(SocketAddrV4::new(d, 0)),
                 IpAddr::V6(d) => {

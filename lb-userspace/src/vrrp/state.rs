@@ -296,6 +296,29 @@ impl Machine {
         self.startup(now)
     }
 
+    /// Tracking or a reload changed our priority, timers or preempt settings: adopt them
+    /// without a transition (no role flap). A master advertises a new priority or
+    /// interval at once, so a backup that now outranks it preempts without waiting for
+    /// the next scheduled advert (keepalived does the same); a backup's next master-down
+    /// timer uses the new skew. The primary address is the socket's and stays.
+    pub fn reconfigure(&mut self, now: Instant, params: Params) -> Vec<Action> {
+        let changed = params.priority != self.params.priority
+            || params.advert_interval != self.params.advert_interval;
+        let primary = self.params.primary;
+        self.params = Params { primary, ..params };
+        if self.params.preempt_delay.is_zero() {
+            self.preempt_at = None;
+        }
+        match self.state {
+            State::Master if changed => {
+                self.master_adver_interval = self.params.advert_interval;
+                self.adver_at = Some(now + self.params.advert_interval);
+                vec![Action::SendAdvert(self.params.priority)]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `heard` makes a master step down: higher priority, or equal priority from a
     /// higher primary address (compared as unsigned integers, RFC 5798 6.4.3).
     fn loses_to(&self, heard: &Heard) -> bool {
@@ -645,6 +668,61 @@ mod tests {
             vec![Action::BecomeBackup]
         );
         assert_eq!(m.state(), State::Backup);
+    }
+
+    #[test]
+    fn lowered_master_advertises_at_once_and_a_better_backup_preempts() {
+        let t = Instant::now();
+        let mut master = Machine::new(params(150, 2));
+        master.startup(t);
+        master.on_timer(t + master.master_down_interval());
+        let now = t + Duration::from_secs(1);
+        let lowered = Params {
+            priority: 50,
+            ..master.params().clone()
+        };
+        assert_eq!(
+            master.reconfigure(now, lowered.clone()),
+            vec![Action::SendAdvert(50)]
+        );
+        assert_eq!(master.state(), State::Master, "no transition by itself");
+        assert_eq!(master.reconfigure(now, lowered), vec![], "nothing changed");
+        // The backup (100) now ignores the master's 50 and takes over after master-down.
+        let mut backup = Machine::new(params(100, 3));
+        backup.startup(t);
+        backup.on_advert(now, heard(150, 2));
+        let down = now + backup.master_down_interval();
+        for i in 1..=3u32 {
+            backup.on_advert(now + 10 * MS * i, heard(50, 2));
+        }
+        assert!(backup.on_timer(down - MS).is_empty());
+        assert_eq!(backup.on_timer(down)[0], Action::BecomeMaster);
+        // ...and the lowered master steps down when it hears the new master.
+        assert_eq!(
+            master.on_advert(down, heard(100, 3)),
+            vec![Action::BecomeBackup]
+        );
+    }
+
+    #[test]
+    fn reconfigured_backup_keeps_its_role_and_uses_the_new_skew() {
+        let t = Instant::now();
+        let mut m = Machine::new(params(100, 2));
+        m.startup(t);
+        m.on_advert(t, heard(150, 3));
+        let p = Params {
+            priority: 200,
+            advert_interval: Duration::from_millis(200),
+            ..m.params().clone()
+        };
+        assert!(m.reconfigure(t, p).is_empty());
+        assert_eq!(m.state(), State::Backup);
+        // Still the master's learned interval; our priority sets the skew.
+        assert_eq!(m.skew_time(), 100 * MS * 56 / 256);
+        // Outranking the master now (preempt): its adverts no longer hold us back.
+        let before = m.deadline();
+        m.on_advert(t + 50 * MS, heard(150, 3));
+        assert_eq!(m.deadline(), before);
     }
 
     #[test]

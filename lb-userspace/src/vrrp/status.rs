@@ -27,8 +27,12 @@ pub struct InstanceStatus {
     pub name: String,
     /// Virtual router id.
     pub vrid: u8,
-    /// Our priority.
+    /// The priority we advertise (the configured one, lowered by failed tracked objects).
     pub priority: u8,
+    /// The configured priority.
+    pub base_priority: u8,
+    /// Tracked objects that are failed now (`if:NAME`, `svc:NAME`).
+    pub track_failed: Vec<String>,
     /// Our primary address (advert source).
     pub src: IpAddr,
     /// Current state.
@@ -58,6 +62,8 @@ impl InstanceStatus {
             name: cfg.name.clone(),
             vrid: cfg.vrid,
             priority: cfg.priority,
+            base_priority: cfg.priority,
+            track_failed: Vec::new(),
             src,
             state: State::Initialize,
             transitions: 0,
@@ -99,6 +105,16 @@ impl InstanceStatus {
             }
             None => s.push_str(" last_heard=- last_heard_priority=-"),
         }
+        let _ = write!(
+            s,
+            " base_priority={} track_failed={}",
+            self.base_priority,
+            if self.track_failed.is_empty() {
+                "-".to_string()
+            } else {
+                self.track_failed.join(",")
+            }
+        );
         let vips: Vec<String> = self.vips.iter().map(IpAddr::to_string).collect();
         let _ = write!(s, " vips={}", vips.join(","));
         for (name, n) in DropReason::NAMES.iter().zip(self.drops) {
@@ -144,6 +160,13 @@ impl StatusBoard {
         if g.1 {
             self.write_locked(&mut g);
         }
+    }
+
+    /// Forgets an instance (removed by a reload) and writes the file.
+    pub fn forget(&self, name: &str) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        g.0.remove(name);
+        self.write_locked(&mut g);
     }
 
     /// The current lines, one per instance.
@@ -208,6 +231,8 @@ mod tests {
             notify: None,
             garp_count: 5,
             garp_refresh: None,
+            tracks: vec![],
+            auth_key: None,
         };
         let mut s = InstanceStatus::new(&cfg, "198.18.0.2".parse().unwrap());
         s.count_drop(&DropReason::Checksum);
