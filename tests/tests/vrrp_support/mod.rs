@@ -174,6 +174,63 @@ impl Lab {
         NsProcess::spawn(cmd)
     }
 
+    /// Starts `lb run` in host `i` with [`Lab::lb_config`] plus `services` (more
+    /// `[[service]]` tables) and `vrrp` (more keys of the `[[vrrp]]` table).
+    pub fn start_lb_with(
+        &mut self,
+        i: usize,
+        node: &NodeOpts,
+        services: &str,
+        vrrp: &str,
+    ) -> Result<NsProcess> {
+        let text = self.lb_config_with(i, node, services, vrrp);
+        self.start_lb_config(i, &text)
+    }
+
+    /// [`Lab::lb_config`] for host `i` with extra services and `[[vrrp]]` keys.
+    pub fn lb_config_with(&self, i: usize, node: &NodeOpts, services: &str, vrrp: &str) -> String {
+        let instance = self.ns(i).name().replace('.', "_");
+        let text = self.lb_config(&instance, node);
+        let text = text.replacen("[[vrrp]]", &format!("{services}\n[[vrrp]]"), 1);
+        format!("{text}{vrrp}\n")
+    }
+
+    /// Rewrites host `i`'s config file (for a reload).
+    pub fn write_lb_config(&self, i: usize, text: &str) -> Result<()> {
+        std::fs::write(self.dir.join(format!("lb{i}.toml")), text)?;
+        Ok(())
+    }
+
+    /// Runs `lb ARGS --socket <host i's admin socket>`; (success, stdout + stderr).
+    pub fn lb_cli(&self, i: usize, args: &[&str]) -> Result<(bool, String)> {
+        let instance = self.ns(i).name().replace('.', "_");
+        let sock = format!("/run/lb/{instance}.sock");
+        let out = std::process::Command::new(require::lb_bin())
+            .args(args)
+            .args(["--socket", &sock])
+            .output()
+            .context("running lb")?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    }
+
+    /// The status fields of `lb` instance `name` on host `i`.
+    pub fn lb_status_of(&self, i: usize, name: &str) -> BTreeMap<String, String> {
+        let instance = self.ns(i).name().replace('.', "_");
+        let path = Path::new("/run/lb").join(instance).join("vrrp.status");
+        let needle = format!("instance={name} ");
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.lines().find(|l| l.starts_with(&needle)).map(parse_line))
+            .unwrap_or_default()
+    }
+
     /// The `lb` config text for a node.
     pub fn lb_config(&self, instance: &str, node: &NodeOpts) -> String {
         let peers: Vec<String> = node
