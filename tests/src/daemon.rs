@@ -161,6 +161,11 @@ impl Daemon {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The config file the daemon runs on (rewrite it, then SIGHUP or `lb reload`).
+    pub fn config_path(&self) -> &Path {
+        self._config.path()
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
