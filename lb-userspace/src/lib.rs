@@ -17,4 +17,5 @@ pub mod neigh;
 pub mod netlink_addr;
 pub mod preflight;
 pub mod run;
+pub mod stats;
 pub mod vrrp;

@@ -368,6 +368,25 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     };
     for svc in &config.services {
         info!(service = %svc.name, vip = %svc.vip, mode = svc.mode.as_str(), "service");
+        if let Some(page) = svc
+            .http
+            .as_ref()
+            .and_then(|h| h.stats.as_ref().map(|p| (h, p)))
+        {
+            let (h, p) = page;
+            info!(service = %svc.name, url = %format!("http://{}{}", h.listen, p.uri), metrics = ?p.prometheus_uri, "stats page");
+        }
+    }
+    // The stats page and `show stat` read the state manager, the pinned XDP counters
+    // (through their own read-only handles) and the VRRP status.
+    let xdp = crate::dataplane::stats::XdpReader::open(dp.pin_dir()).map_err(|e| e.to_string());
+    match crate::stats::Sources::new(
+        Arc::clone(&control),
+        xdp,
+        members.as_ref().map(|m| m.reporter()),
+    ) {
+        Ok(s) => crate::stats::install(s),
+        Err(e) => warn!(error = %e, "stats page unavailable: no random bytes for its form token"),
     }
 
     let mut d = Daemon {

@@ -25,10 +25,10 @@
 //! ```
 
 use crate::l7::service::{
-    Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, Timeouts,
-    DEFAULT_MAXCONN, DEFAULT_MAX_REQUEST_HEAD, DEFAULT_RETRIES, DEFAULT_TIMEOUT_CLIENT,
-    DEFAULT_TIMEOUT_CONNECT, DEFAULT_TIMEOUT_HTTP_REQUEST, DEFAULT_TIMEOUT_SERVER, DEFAULT_WEIGHT,
-    MAX_WEIGHT,
+    Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, StatsPage,
+    StatsUser, Timeouts, DEFAULT_MAXCONN, DEFAULT_MAX_REQUEST_HEAD, DEFAULT_RETRIES,
+    DEFAULT_STATS_REALM, DEFAULT_STATS_URI, DEFAULT_TIMEOUT_CLIENT, DEFAULT_TIMEOUT_CONNECT,
+    DEFAULT_TIMEOUT_HTTP_REQUEST, DEFAULT_TIMEOUT_SERVER, DEFAULT_WEIGHT, MAX_WEIGHT,
 };
 use serde::Deserialize;
 use std::{collections::HashSet, net::SocketAddr, time::Duration};
@@ -76,7 +76,45 @@ pub struct RawHttp {
     pub max_request_head: Option<Spanned<i64>>,
     /// `timeout ...`.
     pub timeout: Option<Spanned<RawTimeouts>>,
+    /// `[service.http.stats]`: HAProxy's `stats ...` lines.
+    pub stats: Option<Spanned<RawStats>>,
 }
+
+/// `[service.http.stats]`: the stats page and metrics served on the service's listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStats {
+    /// `stats enable`; default true: the table's presence enables the page, as any
+    /// `stats` line does in HAProxy.
+    pub enable: Option<bool>,
+    /// `stats uri`; default [`DEFAULT_STATS_URI`].
+    pub uri: Option<Spanned<String>>,
+    /// `stats auth user:password`, one string or a list.
+    pub auth: Option<Spanned<RawAuth>>,
+    /// `stats realm`; default [`DEFAULT_STATS_REALM`].
+    pub realm: Option<Spanned<String>>,
+    /// `stats refresh`; bare numbers are seconds, as in HAProxy.
+    pub refresh: Option<Spanned<RawDuration>>,
+    /// `stats admin if TRUE`: drain/maint/ready buttons for authenticated users.
+    #[serde(default)]
+    pub admin: bool,
+    /// Path of the Prometheus text endpoint (HAProxy's `prometheus-exporter` service),
+    /// e.g. `"/metrics"`; default none.
+    pub prometheus_uri: Option<Spanned<String>>,
+}
+
+/// One `user:password` or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAuth {
+    /// `auth = "admin:secret"`.
+    One(String),
+    /// `auth = ["admin:secret", "ops:other"]`.
+    Many(Vec<String>),
+}
+
+/// Longest `stats uri` / `prometheus_uri` accepted.
+pub const MAX_STATS_URI: usize = 256;
 
 /// `cookie = { ... }`.
 #[derive(Debug, Deserialize)]
@@ -434,7 +472,120 @@ pub fn validate_http(
     if let Some(c) = raw.cookie {
         svc.cookie = Some(validate_cookie(c.into_inner())?);
     }
+    if let Some(st) = raw.stats {
+        let at = st.span().start;
+        svc.stats = validate_stats(st.into_inner(), at)?;
+    }
     Ok(svc)
+}
+
+fn stats_uri(raw: &Spanned<String>, key: &str) -> Result<String, HttpConfigError> {
+    let u = raw.get_ref();
+    if !u.starts_with('/')
+        || u.len() > MAX_STATS_URI
+        || u.bytes().any(|b| !b.is_ascii_graphic() || b == b'#')
+    {
+        return Err(err(
+            raw.span().start,
+            key,
+            format!(
+                "{u:?}: a path starting with / (visible ASCII, no #, at most {MAX_STATS_URI} bytes)"
+            ),
+        ));
+    }
+    Ok(u.clone())
+}
+
+fn validate_stats(st: RawStats, table_at: usize) -> Result<Option<StatsPage>, HttpConfigError> {
+    if st.enable == Some(false) {
+        return Ok(None);
+    }
+    let uri = match &st.uri {
+        None => DEFAULT_STATS_URI.to_string(),
+        Some(u) => stats_uri(u, "http.stats.uri")?,
+    };
+    let prometheus_uri = match &st.prometheus_uri {
+        None => None,
+        Some(u) => {
+            let p = stats_uri(u, "http.stats.prometheus_uri")?;
+            if p.contains('?') || p.contains(';') || p.starts_with(uri.as_str()) {
+                return Err(err(
+                    u.span().start,
+                    "http.stats.prometheus_uri",
+                    format!("{p:?}: a plain path (no ? or ;) that does not start with the stats uri {uri:?}"),
+                ));
+            }
+            Some(p)
+        }
+    };
+    let mut users: Vec<StatsUser> = Vec::new();
+    if let Some(a) = st.auth {
+        let at = a.span().start;
+        let list = match a.into_inner() {
+            RawAuth::One(s) => vec![s],
+            RawAuth::Many(v) => v,
+        };
+        for entry in list {
+            let Some((name, password)) = entry.split_once(':') else {
+                return Err(err(at, "http.stats.auth", "expected \"user:password\""));
+            };
+            if name.is_empty() || name.chars().any(char::is_control) {
+                return Err(err(
+                    at,
+                    "http.stats.auth",
+                    "the user name must not be empty",
+                ));
+            }
+            if users.iter().any(|u| u.name == name) {
+                return Err(err(
+                    at,
+                    "http.stats.auth",
+                    format!("user {name:?} is listed twice"),
+                ));
+            }
+            users.push(StatsUser {
+                name: name.to_string(),
+                password: password.to_string(),
+            });
+        }
+    }
+    let realm = match &st.realm {
+        None => DEFAULT_STATS_REALM.to_string(),
+        Some(r) => {
+            let v = r.get_ref();
+            if v.is_empty()
+                || v.bytes()
+                    .any(|b| !(b == b' ' || b.is_ascii_graphic()) || b == b'"' || b == b'\\')
+            {
+                return Err(err(
+                    r.span().start,
+                    "http.stats.realm",
+                    format!("{v:?}: printable ASCII without \" or \\"),
+                ));
+            }
+            v.clone()
+        }
+    };
+    let refresh = st
+        .refresh
+        .as_ref()
+        .map(|d| duration(d, "http.stats.refresh", TimeUnit::Seconds))
+        .transpose()?;
+    if st.admin && users.is_empty() {
+        return Err(err(
+            table_at,
+            "http.stats.admin",
+            "admin actions are only for authenticated users: add stats auth",
+        ));
+    }
+    Ok(Some(StatsPage {
+        uri,
+        users,
+        realm,
+        refresh,
+        admin: st.admin,
+        prometheus_uri,
+    }))
 }
 
 fn validate_cookie(c: RawCookie) -> Result<CookiePersistence, HttpConfigError> {
@@ -697,6 +848,54 @@ cookie = "B"
         let r: Result<Doc, _> =
             toml::from_str("[[server]]\nname = \"a\"\naddress = \"1.2.3.4:80\"\ncheck = true\n");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn stats_keys() {
+        let s = load(&format!(
+            "{SEED}\n[http.stats]\nauth = \"someuser:some:pw\"\n"
+        ))
+        .expect("valid");
+        let st = s.stats.expect("enabled by the table");
+        assert_eq!(st.uri, DEFAULT_STATS_URI);
+        assert_eq!(st.realm, DEFAULT_STATS_REALM);
+        assert_eq!(st.users[0].name, "someuser");
+        assert_eq!(st.users[0].password, "some:pw", "split at the first colon");
+        assert!(
+            !format!("{st:?}").contains("some:pw"),
+            "Debug hides passwords"
+        );
+        let s = load(&format!(
+            "{SEED}\n[http.stats]\nuri = \"/st\"\nauth = [\"a:1\", \"b:2\"]\nrefresh = 5\nadmin = true\nprometheus_uri = \"/metrics\"\n"
+        ))
+        .expect("valid");
+        let st = s.stats.expect("on");
+        assert_eq!(st.users.len(), 2);
+        assert_eq!(
+            st.refresh,
+            Some(Duration::from_secs(5)),
+            "bare number: seconds"
+        );
+        assert!(st.matches(&"/st;csv".parse().unwrap()));
+        assert!(st.matches(&"/metrics".parse().unwrap()));
+        assert!(!st.matches(&"/index.html".parse().unwrap()));
+        let off = load(&format!("{SEED}\n[http.stats]\nenable = false\n")).expect("valid");
+        assert!(off.stats.is_none());
+        for (bad, key) in [
+            ("uri = \"stats\"", "http.stats.uri"),
+            ("auth = \"nocolon\"", "http.stats.auth"),
+            ("auth = [\"a:1\", \"a:2\"]", "http.stats.auth"),
+            ("admin = true", "http.stats.admin"),
+            ("realm = \"a\\\"b\"", "http.stats.realm"),
+            (
+                "prometheus_uri = \"/haproxy?stats\"",
+                "http.stats.prometheus_uri",
+            ),
+            ("refresh = 0", "http.stats.refresh"),
+        ] {
+            let e = error_of(&format!("{SEED}\n[http.stats]\n{bad}\n"));
+            assert_eq!(e.key, key, "{bad}");
+        }
     }
 
     #[test]

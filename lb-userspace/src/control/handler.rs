@@ -134,7 +134,7 @@ impl AdminHandler for Control {
     fn handle(&self, cmd: AdminCommand) -> BoxFuture<'_, Result<String, AdminError>> {
         Box::pin(async move {
             match cmd {
-                AdminCommand::ShowStat(f) => Ok(super::stat::show_stat(self, f)),
+                AdminCommand::ShowStat(f) => Ok(super::stat::show_stat(self, f).await),
                 AdminCommand::ShowInfo(f) => Ok(super::stat::show_info(self, f)),
                 AdminCommand::ShowServersState(svc) => {
                     super::stat::show_servers_state(self, svc.as_deref())

@@ -9,6 +9,7 @@
 
 pub mod balance;
 pub mod cookie;
+pub mod intercept;
 pub mod io;
 pub mod log;
 pub mod pages;
@@ -20,7 +21,8 @@ pub use balance::{Balancer, ServerState, ServerStates};
 pub use log::{AccessLogSink, AccessRecord, BatchedStdoutSink, NullSink, TracingSink};
 pub use proxy::{bind, serve, serve_farms, Farm, ProxyError};
 pub use service::{
-    Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, Timeouts,
+    Balance, CookieMode, CookiePersistence, HttpService, InsertOptions, Server, StatsPage,
+    StatsUser, Timeouts,
 };
 pub use stats::{Counters, ServerStats, ServiceStats};
 

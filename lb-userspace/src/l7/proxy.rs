@@ -556,6 +556,9 @@ impl Proxy {
         let date = SystemTime::now();
         conn.requests.fetch_add(1, Relaxed);
         self.stats.requests.fetch_add(1, Relaxed);
+        // `bin` counts request heads too, as HAProxy does (bodies: RequestBody).
+        let head_in = request_head_len(&req);
+        self.stats.counters.bytes_in.fetch_add(head_in, Relaxed);
         let mut rec = self.record(
             conn.peer,
             date,
@@ -577,6 +580,17 @@ impl Proxy {
             rec.termination[0] = 'P';
             rec.termination[1] = 'R';
             return self.local(400, client_h1, rec, start, conn.scan.clone());
+        }
+
+        // The stats page and metrics are answered here, not proxied (HAProxy's stats uri).
+        if self
+            .service
+            .stats
+            .as_ref()
+            .is_some_and(|s| s.matches(req.uri()))
+        {
+            return Box::pin(self.intercepted(req, conn.peer, close_client, rec, start, &conn))
+                .await;
         }
 
         // HTTP/1.1 Upgrade (WebSocket): the protocol is forwarded and, on 101, both
@@ -679,6 +693,11 @@ impl Proxy {
         let status = rparts.status.as_u16();
         self.stats.counters.count_status(status);
         self.stats.servers[idx].counters.count_status(status);
+        let head_out = response_head_len(&rparts);
+        self.stats.counters.bytes_out.fetch_add(head_out, Relaxed);
+        let srv = &self.stats.servers[idx].counters;
+        srv.bytes_in.fetch_add(head_in, Relaxed);
+        srv.bytes_out.fetch_add(head_out, Relaxed);
         self.states.observe(idx, ObservedEvent::HttpStatus(status));
         let server_proto = rparts.headers.get(header::UPGRADE).cloned();
         strip_hop_by_hop(&mut rparts.headers);
@@ -1402,4 +1421,77 @@ async fn run_tunnel(
         }
     };
     fin.done(down);
+}
+
+/// Bytes of a request head as HTTP/1.1 text (request line, headers, blank line): what
+/// `bin` adds per request besides the body.
+fn request_head_len<B>(req: &Request<B>) -> u64 {
+    let uri = req.uri();
+    let target = uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + uri.authority().map_or(0, |a| {
+            a.as_str().len() + uri.scheme_str().map_or(0, str::len) + 3
+        });
+    let line = req.method().as_str().len() + 1 + target + 11;
+    (line + headers_len(req.headers()) + 2) as u64
+}
+
+/// Bytes of a response head as HTTP/1.1 text: what `bout` adds besides the body.
+fn response_head_len(parts: &hyper::http::response::Parts) -> u64 {
+    let reason = parts.status.canonical_reason().map_or(0, str::len);
+    (13 + reason + 2 + headers_len(&parts.headers) + 2) as u64
+}
+
+fn headers_len(h: &HeaderMap) -> usize {
+    h.iter()
+        .map(|(k, v)| k.as_str().len() + 2 + v.len() + 2)
+        .sum()
+}
+
+impl Proxy {
+    /// Answers a request for the stats page or metrics through the installed handler
+    /// (503 while none is), counted and logged like any other request.
+    async fn intercepted(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        close: bool,
+        mut rec: AccessRecord,
+        start: Instant,
+        conn: &ConnInfo,
+    ) -> Response<ResponseBody> {
+        self.stats.intercepted.fetch_add(1, Relaxed);
+        rec.server = Some(String::from("<STATS>"));
+        let Some(handler) = super::intercept::handler() else {
+            return self.local(503, close, rec, start, conn.scan.clone());
+        };
+        let (mut parts, body) = handler
+            .handle(&self.service.name, req, peer)
+            .await
+            .into_parts();
+        let status = parts.status.as_u16();
+        rec.status = status;
+        self.stats.counters.count_status(status);
+        self.stats
+            .counters
+            .bytes_out
+            .fetch_add(response_head_len(&parts) + body.len() as u64, Relaxed);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if close {
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let mut resp = Response::from_parts(parts, ResponseBody::full(body));
+        resp.body_mut().finish = Some(Finish {
+            proxy: self.clone(),
+            rec,
+            start,
+            inflight: None,
+            _slot: None,
+            scan: Some(conn.scan.clone()),
+        });
+        resp
+    }
 }

@@ -60,6 +60,64 @@ pub struct HttpService {
     /// and title_case_headers on both sides). Off by default: HAProxy 2.x lowercases
     /// every header name, and preserving case costs a case map per message.
     pub preserve_header_case: bool,
+    /// The stats page and metrics this listener answers itself (HAProxy's `stats ...`),
+    /// when enabled.
+    pub stats: Option<StatsPage>,
+}
+
+/// `stats uri` when the config gives none: HAProxy's default, so bookmarks keep working.
+pub const DEFAULT_STATS_URI: &str = "/haproxy?stats";
+/// `stats realm` when the config gives none: HAProxy's default.
+pub const DEFAULT_STATS_REALM: &str = "HAProxy Statistics";
+
+/// Where and for whom a service's listener serves the stats page (HAProxy's `stats
+/// enable`, `stats uri`, `stats auth`, `stats realm`, `stats refresh`, `stats admin`)
+/// and Prometheus metrics, instead of proxying the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsPage {
+    /// Requests whose path and query start with this are the stats page's
+    /// (`;csv`, `;json`, `;norefresh` may follow, as in HAProxy).
+    pub uri: String,
+    /// Users allowed in with HTTP Basic auth; empty = no authentication.
+    pub users: Vec<StatsUser>,
+    /// The Basic auth realm.
+    pub realm: String,
+    /// The page reloads itself this often (a meta refresh; no JavaScript).
+    pub refresh: Option<Duration>,
+    /// Authenticated users get drain/maint/ready buttons.
+    pub admin: bool,
+    /// Path answered with Prometheus text metrics (same authentication), if any.
+    pub prometheus_uri: Option<String>,
+}
+
+/// One `stats auth user:password`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StatsUser {
+    /// User name.
+    pub name: String,
+    /// Password, in clear as HAProxy's `stats auth` takes it.
+    pub password: String,
+}
+
+impl std::fmt::Debug for StatsUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password (configs are logged in debug output).
+        f.debug_struct("StatsUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatsPage {
+    /// Whether the proxy answers this request itself instead of forwarding it.
+    pub fn matches(&self, uri: &hyper::Uri) -> bool {
+        let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+        pq.starts_with(self.uri.as_str())
+            || self
+                .prometheus_uri
+                .as_deref()
+                .is_some_and(|m| uri.path() == m)
+    }
 }
 
 /// One backend server.
@@ -184,6 +242,7 @@ impl HttpService {
             maxconn: DEFAULT_MAXCONN,
             max_request_head: DEFAULT_MAX_REQUEST_HEAD,
             preserve_header_case: false,
+            stats: None,
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct ServiceStats {
     pub tunnels: Counters,
     /// Upgrades answered 101 by the server whose tunnel could not be set up.
     pub tunnel_failures: AtomicU64,
+    /// Requests answered by the listener itself (stats page, metrics): HAProxy's
+    /// `intercepted`.
+    pub intercepted: AtomicU64,
     /// Per server, in config order.
     pub servers: Vec<ServerStats>,
 }
