@@ -596,3 +596,102 @@ pub fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sends `payload` as IP protocol 112 from host `from` with source `src` (spoofable),
+/// destination `dst` and `ttl`, `count` times, `gap` apart (IP_HDRINCL raw socket).
+pub fn inject(
+    lab: &Lab,
+    from: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payloads: &[Vec<u8>],
+    gap: Duration,
+) -> Result<()> {
+    let payloads = payloads.to_vec();
+    lab.ns(from).run(move || -> Result<()> {
+        // SAFETY: plain socket syscalls with valid buffers; the fd is closed at the end.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            if fd < 0 {
+                bail!("raw socket: {}", std::io::Error::last_os_error());
+            }
+            let dev = b"eth0\0";
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as u32,
+            );
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from(dst).to_be();
+            for payload in &payloads {
+                let mut pkt = vec![0u8; 20];
+                pkt[0] = 0x45;
+                let total = (20 + payload.len()) as u16;
+                pkt[2..4].copy_from_slice(&total.to_be_bytes());
+                pkt[8] = ttl;
+                pkt[9] = 112;
+                pkt[12..16].copy_from_slice(&src.octets());
+                pkt[16..20].copy_from_slice(&dst.octets());
+                pkt.extend_from_slice(payload);
+                libc::sendto(
+                    fd,
+                    pkt.as_ptr().cast(),
+                    pkt.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                );
+                std::thread::sleep(gap);
+            }
+            libc::close(fd);
+        }
+        Ok(())
+    })?
+}
+
+/// Captures, in host `at`, the VRRP payloads (IP header stripped) of packets from `src`
+/// seen on its eth0 during `dur` (AF_PACKET: the bridge floods 224.0.0.18 to every port).
+pub fn capture(lab: &Lab, at: usize, src: Ipv4Addr, dur: Duration) -> Result<Vec<Vec<u8>>> {
+    lab.ns(at).run(move || -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        // SAFETY: plain socket syscalls with valid buffers; the fd is closed at the end.
+        unsafe {
+            let proto = (libc::ETH_P_IP as u16).to_be();
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM, i32::from(proto));
+            if fd < 0 {
+                bail!("packet socket: {}", std::io::Error::last_os_error());
+            }
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 50_000,
+            };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            );
+            let end = Instant::now() + dur;
+            let mut buf = [0u8; 2048];
+            while Instant::now() < end {
+                let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n < 20 {
+                    continue;
+                }
+                let p = &buf[..n as usize];
+                let ihl = usize::from(p[0] & 0x0f) * 4;
+                let total = usize::from(u16::from_be_bytes([p[2], p[3]])).min(p.len());
+                if p[9] == 112 && p[12..16] == src.octets() && ihl < total {
+                    out.push(p[ihl..total].to_vec());
+                }
+            }
+            libc::close(fd);
+        }
+        Ok(out)
+    })?
+}
