@@ -69,8 +69,11 @@ impl DropReason {
     pub const NO_SERVICE: u32 = 6;
     /// Encapsulation could not be done (no headroom, backend of the other family).
     pub const ENCAP_FAILED: u32 = 7;
+    /// An `ipip` packet too big for the egress MTU once encapsulated: not forwarded, the
+    /// client was answered with ICMP "fragmentation needed" / ICMPv6 "packet too big".
+    pub const TOO_BIG: u32 = 8;
     /// Number of drop reasons; the size of the drop counter array.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 
     /// Names indexed by reason, for stats and logs.
     pub const NAMES: [&'static str; Self::COUNT as usize] = [
@@ -82,6 +85,7 @@ impl DropReason {
         "no_backend",
         "no_service",
         "encap_failed",
+        "too_big_icmp_sent",
     ];
 }
 

@@ -87,6 +87,11 @@ pub struct VipMeta {
     /// Carried here rather than read from the settings map: the meta is already in hand,
     /// so it costs no lookup.
     pub ct_timeout_jiffies: u32,
+    /// `ipip`: the largest IP length field (IPv4 `tot_len`, IPv6 `payload_len`; host
+    /// order) of a packet that still fits the egress MTU once encapsulated. A larger one
+    /// is answered with ICMP "fragmentation needed" / ICMPv6 "packet too big" instead of
+    /// being sent (the NIC would drop it silently). 0 = no limit (`dsr`, `pass`).
+    pub encap_max_len: u32,
 }
 
 /// Key of the VIP address set (and of the decap program's address map). Aligned like
@@ -171,7 +176,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4);
+        assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4 + 4);
         assert_eq!(size_of::<VipAddrKey>(), 20);
         assert_eq!(size_of::<VipAddrSlot>(), 4 + size_of::<VipMeta>());
         assert_eq!(size_of::<VipAddrInfo>(), 8 + 4 * size_of::<VipAddrSlot>());

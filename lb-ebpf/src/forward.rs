@@ -4,6 +4,7 @@
 //! half-rewritten.
 
 use crate::{
+    conntrack::Key,
     csum,
     parse::{
         ptr_at, EthHdr, Flow, Ipv4Hdr, Ipv6Hdr, ETH_LEN, ETH_P_IP, ETH_P_IPV6, PROTO_IPIP,
@@ -15,7 +16,7 @@ use core::mem::size_of;
 use lb_common::{
     backend::Backend,
     stats::DropReason,
-    vip::{VipMeta, FAMILY_V4, FAMILY_V6},
+    vip::{VipMeta, FAMILY_V4},
 };
 
 /// TTL / hop limit of the outer header.
@@ -82,18 +83,18 @@ fn encap_low32(meta: &VipMeta, at: usize, hash: u32) -> [u8; 4] {
 
 /// IPv4-in-IPv4 or IPv6-in-IPv6 towards `b`, per the packet's family.
 #[inline(always)]
-pub fn ipip(
+pub fn ipip<K: Key>(
     ctx: &XdpContext,
-    flow: &Flow,
+    flow: &Flow<K>,
     meta: &VipMeta,
     b: &Backend,
     hash: u32,
 ) -> Result<u32, u32> {
     // The outer length field must hold the inner packet plus the outer header.
-    if flow.key.family != b.family || flow.ip_len > u16::MAX - size_of::<Ipv6Hdr>() as u16 {
+    if K::FAMILY != b.family || flow.ip_len > u16::MAX - size_of::<Ipv6Hdr>() as u16 {
         return Err(DropReason::ENCAP_FAILED);
     }
-    if b.family == FAMILY_V4 {
+    if K::FAMILY == FAMILY_V4 {
         ipip_v4(ctx, flow, meta, b, hash)
     } else {
         ipip_v6(ctx, flow, meta, b, hash)
@@ -101,9 +102,9 @@ pub fn ipip(
 }
 
 #[inline(always)]
-fn ipip_v4(
+fn ipip_v4<K>(
     ctx: &XdpContext,
-    flow: &Flow,
+    flow: &Flow<K>,
     meta: &VipMeta,
     b: &Backend,
     hash: u32,
@@ -140,16 +141,13 @@ fn ipip_v4(
 }
 
 #[inline(always)]
-fn ipip_v6(
+fn ipip_v6<K>(
     ctx: &XdpContext,
-    flow: &Flow,
+    flow: &Flow<K>,
     meta: &VipMeta,
     b: &Backend,
     hash: u32,
 ) -> Result<u32, u32> {
-    if b.family != FAMILY_V6 {
-        return Err(DropReason::ENCAP_FAILED);
-    }
     let mut saddr = meta.encap_src;
     let low = encap_low32(meta, 12, hash);
     saddr[12] = low[0];

@@ -13,13 +13,16 @@ mod conntrack;
 mod csum;
 mod decap;
 mod forward;
+mod icmp;
+mod log;
 mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use conntrack::Key;
 use lb_common::{
     stats::DropReason,
-    vip::{VipAddrInfo, VipKey, VipMeta, ADDR_INLINE_SERVICES, MODE_DSR, MODE_IPIP, MODE_PASS},
+    vip::{VipAddrInfo, VipMeta, ADDR_INLINE_SERVICES, FAMILY_V4, MODE_DSR, MODE_IPIP, MODE_PASS},
 };
 use parse::{Flow, L3, L4};
 
@@ -51,19 +54,29 @@ pub fn xdp_pass_trivial(_ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn drop(reason: u32) -> Result<u32, ()> {
     maps::count_drop(reason);
+    if maps::debug_log() {
+        log::drop(reason);
+    }
     Ok(xdp_action::XDP_DROP)
 }
 
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
-    let (info, l4) = match parse::l3(ctx) {
+    // Each family runs its own copy of `serve`, specialized to its conntrack key.
+    match parse::l3(ctx) {
         L3::V4(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
             let ip = unsafe { &*ip };
             let Some(info) = maps::vip_addr4(&parse::addr4_key(ip)) else {
                 return Ok(xdp_action::XDP_PASS);
             };
-            (info, parse::flow_v4(ctx, ip))
+            match parse::flow_v4(ctx, ip) {
+                // SAFETY: map value pointer, valid for this run; userspace replaces
+                // values whole.
+                L4::Flow(flow) => serve(ctx, &flow, unsafe { &*info }),
+                L4::Pass => Ok(xdp_action::XDP_PASS),
+                L4::Drop(reason) => drop(reason),
+            }
         }
         L3::V6(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
@@ -71,17 +84,15 @@ fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
             let Some(info) = maps::vip_addr(&parse::addr_key_v6(ip)) else {
                 return Ok(xdp_action::XDP_PASS);
             };
-            (info, parse::flow_v6(ctx, ip))
+            match parse::flow_v6(ctx, ip) {
+                // SAFETY: as above.
+                L4::Flow(flow) => serve(ctx, &flow, unsafe { &*info }),
+                L4::Pass => Ok(xdp_action::XDP_PASS),
+                L4::Drop(reason) => drop(reason),
+            }
         }
-        L3::Other => return Ok(xdp_action::XDP_PASS),
-    };
-    let flow = match l4 {
-        L4::Flow(flow) => flow,
-        L4::Pass => return Ok(xdp_action::XDP_PASS),
-        L4::Drop(reason) => return drop(reason),
-    };
-    // SAFETY: map value pointer, valid for this run; userspace replaces values whole.
-    serve(ctx, &flow, unsafe { &*info })
+        L3::Other => Ok(xdp_action::XDP_PASS),
+    }
 }
 
 /// The meta of the inline service matching (port, proto), if any; unrolled (4 slots).
@@ -106,23 +117,17 @@ fn inline_meta(info: &VipAddrInfo, port: u16, proto: u8) -> Option<&VipMeta> {
 
 /// Handles a TCP/UDP packet to a VIP address.
 #[inline(always)]
-fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
+fn serve<K: Key>(ctx: &XdpContext, flow: &Flow<K>, info: &VipAddrInfo) -> Result<u32, ()> {
     let k = &flow.key;
     // Up to ADDR_INLINE_SERVICES services on the address (the common case): their metas
     // came with the address; more than that, the VIP map has them.
     let meta = if info.services as usize <= ADDR_INLINE_SERVICES {
-        match inline_meta(info, k.dport, k.proto) {
+        match inline_meta(info, k.dport(), k.proto()) {
             Some(meta) => meta,
             None => return drop(DropReason::NO_SERVICE),
         }
     } else {
-        let vip_key = VipKey {
-            addr: k.dst,
-            port: k.dport,
-            proto: k.proto,
-            family: k.family,
-        };
-        match maps::vip(&vip_key) {
+        match maps::vip(&k.vip_key()) {
             Some(meta) => meta,
             None => return drop(DropReason::NO_SERVICE),
         }
@@ -134,6 +139,29 @@ fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
         maps::count_vip(meta.id, bytes, None);
         return Ok(xdp_action::XDP_PASS);
     }
+    // Too big for the egress MTU once encapsulated: tell the client (the NIC would drop
+    // it silently). Before conntrack, so a too-big packet creates no flow.
+    if meta.mode == MODE_IPIP
+        && meta.encap_max_len != 0
+        && u32::from(flow.ip_len) > meta.encap_max_len
+    {
+        maps::count_vip(meta.id, bytes, None);
+        let sent = if K::FAMILY == FAMILY_V4 {
+            icmp::too_big_v4(ctx, meta.encap_max_len)
+        } else {
+            icmp::too_big_v6(ctx, meta.encap_max_len)
+        };
+        return match sent {
+            Ok(action) => {
+                maps::count_drop(DropReason::TOO_BIG);
+                if maps::debug_log() {
+                    log::too_big(K::FAMILY, u32::from(flow.ip_len), meta.encap_max_len);
+                }
+                Ok(action)
+            }
+            Err(reason) => drop(reason),
+        };
+    }
     let choice = match conntrack::choose(k, meta) {
         Ok(c) => c,
         Err(reason) => {
@@ -142,8 +170,8 @@ fn serve(ctx: &XdpContext, flow: &Flow, info: &VipAddrInfo) -> Result<u32, ()> {
         }
     };
     let result = match meta.mode {
-        MODE_DSR => forward::dsr(ctx, &choice.backend),
-        MODE_IPIP => forward::ipip(ctx, flow, meta, &choice.backend, choice.hash),
+        MODE_DSR => forward::dsr(ctx, choice.backend),
+        MODE_IPIP => forward::ipip(ctx, flow, meta, choice.backend, choice.hash),
         _ => Err(DropReason::NO_SERVICE),
     };
     match result {

@@ -12,9 +12,9 @@ use lb_common::{
         CONNTRACK_DEFAULT_ENTRIES, CONNTRACK_FLAGS, MAX_BACKENDS, MAX_DECAP_VIPS, MAX_VIPS,
         MAX_VIP_ADDRS,
     },
-    settings::Settings,
+    settings::{Settings, FLAG_DEBUG_LOG},
     stats::{BackendStats, DropReason, VipStats},
-    vip::{VipAddr4Key, VipAddrInfo, VipAddrKey, VipKey, VipMeta, FAMILY_V4},
+    vip::{VipAddr4Key, VipAddrInfo, VipAddrKey, VipKey, VipMeta},
 };
 
 #[btf_map(name = "lb_vips")]
@@ -86,10 +86,11 @@ pub fn vip(key: &VipKey) -> Option<&'static VipMeta> {
     unsafe { VIPS.get(key) }
 }
 
-/// The backend at `index` (userspace rewrites entries whole).
+/// The backend at `index` (userspace rewrites entries whole). A reference to the map
+/// value rather than a copy: the fast path reads only the flags and the MACs.
 #[inline(always)]
-pub fn backend(index: u32) -> Option<Backend> {
-    BACKENDS.get(index).copied()
+pub fn backend(index: u32) -> Option<&'static Backend> {
+    BACKENDS.get(index)
 }
 
 /// The backend id in slot `hash % size` of Maglev table `table`.
@@ -104,25 +105,29 @@ pub fn maglev_pick(table: u32, size: u32, hash: u32) -> u32 {
     }
 }
 
-/// The conntrack entry of a flow, to read and refresh in place.
+/// The conntrack entry of an IPv4 flow, to read and refresh in place.
 #[inline(always)]
-pub fn flow(key: &FlowKey) -> Option<*mut FlowState> {
-    if key.family == FAMILY_V4 {
-        CONNTRACK4.get_ptr_mut(key.v4())
-    } else {
-        CONNTRACK.get_ptr_mut(key)
-    }
+pub fn flow4(key: &FlowKeyV4) -> Option<*mut FlowState> {
+    CONNTRACK4.get_ptr_mut(key)
 }
 
-/// Records a flow's backend (LRU: the least recently used entry makes room).
+/// The conntrack entry of an IPv6 flow.
 #[inline(always)]
-pub fn insert_flow(key: &FlowKey, state: &FlowState) {
-    // A failed insert only costs a Maglev lookup on the flow's next packet.
-    let _ = if key.family == FAMILY_V4 {
-        CONNTRACK4.insert(key.v4(), state, 0)
-    } else {
-        CONNTRACK.insert(key, state, 0)
-    };
+pub fn flow6(key: &FlowKey) -> Option<*mut FlowState> {
+    CONNTRACK.get_ptr_mut(key)
+}
+
+/// Records an IPv4 flow's backend (LRU: the least recently used entry makes room). A
+/// failed insert only costs a Maglev lookup on the flow's next packet.
+#[inline(always)]
+pub fn insert_flow4(key: &FlowKeyV4, state: &FlowState) {
+    let _ = CONNTRACK4.insert(key, state, 0);
+}
+
+/// Records an IPv6 flow's backend.
+#[inline(always)]
+pub fn insert_flow6(key: &FlowKey, state: &FlowState) {
+    let _ = CONNTRACK.insert(key, state, 0);
 }
 
 /// Adds one packet of `bytes` to the VIP's per-CPU counters; `forwarded` says whether it
@@ -167,12 +172,14 @@ pub fn count_drop(reason: u32) {
     }
 }
 
-/// The instance's run-time settings (all zero until userspace writes them). Unused on
-/// the fast path (per-VIP values travel in the VIP meta); kept for the debug-log flag.
-#[allow(dead_code)]
+/// Whether userspace turned on debug logging ([`FLAG_DEBUG_LOG`]): one array lookup (the
+/// verifier inlines it), one load and a branch. Asked only off the established path.
 #[inline(always)]
-pub fn settings() -> Option<&'static Settings> {
-    SETTINGS.get(0)
+pub fn debug_log() -> bool {
+    match SETTINGS.get(0) {
+        Some(s) => s.flags & FLAG_DEBUG_LOG != 0,
+        None => false,
+    }
 }
 
 /// Whether the decap program serves this (inner destination) address.

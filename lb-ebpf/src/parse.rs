@@ -4,7 +4,7 @@
 use aya_ebpf::programs::XdpContext;
 use core::mem::size_of;
 use lb_common::{
-    conntrack::FlowKey,
+    conntrack::{FlowKey, FlowKeyV4},
     stats::DropReason,
     vip::{VipAddr4Key, VipAddrKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP},
 };
@@ -149,19 +149,21 @@ pub fn v4_to_16(a: &[u8; 4]) -> [u8; 16] {
 }
 
 /// What a packet to a VIP address turned out to be.
-pub enum L4 {
-    /// A TCP or UDP flow: its 5-tuple.
-    Flow(Flow),
+pub enum L4<K> {
+    /// A TCP or UDP flow.
+    Flow(Flow<K>),
     /// ICMP/ICMPv6 to the VIP address: the local stack answers (ping, PMTU, ND).
     Pass,
     /// Malformed or unsupported: drop and count under this [`DropReason`].
     Drop(u32),
 }
 
-/// A TCP/UDP packet to a VIP address.
-pub struct Flow {
+/// A TCP/UDP packet to a VIP address. `K` is the family's conntrack key
+/// ([`FlowKeyV4`] or [`FlowKey`]), built straight from the headers: the established path
+/// looks it up as is, and the 16-byte address form is only made for a new flow's hash.
+pub struct Flow<K> {
     /// The 5-tuple, client -> VIP.
-    pub key: FlowKey,
+    pub key: K,
     /// IPv4 `tot_len` or IPv6 `payload_len`, host order, as the header says (not the frame
     /// length, which may include Ethernet padding).
     pub ip_len: u16,
@@ -171,7 +173,7 @@ pub struct Flow {
 
 /// Checks an IPv4 packet to a VIP address and extracts its flow.
 #[inline(always)]
-pub fn flow_v4(ctx: &XdpContext, ip: &Ipv4Hdr) -> L4 {
+pub fn flow_v4(ctx: &XdpContext, ip: &Ipv4Hdr) -> L4<FlowKeyV4> {
     let ihl = ip.vihl & 0x0f;
     if ihl < 5 || ip.vihl >> 4 != 4 {
         return L4::Drop(DropReason::BAD_IHL);
@@ -200,14 +202,12 @@ pub fn flow_v4(ctx: &XdpContext, ip: &Ipv4Hdr) -> L4 {
     // SAFETY: bounds checked by ptr_at.
     let ports = unsafe { &*ports };
     L4::Flow(Flow {
-        key: FlowKey {
-            src: v4_to_16(&ip.saddr),
-            dst: v4_to_16(&ip.daddr),
+        key: FlowKeyV4 {
+            src: ip.saddr,
+            dst: ip.daddr,
             sport: u16::from_be(ports.src),
             dport: u16::from_be(ports.dst),
-            proto,
-            family: FAMILY_V4,
-            _pad: [0; 2],
+            proto: proto as u32,
         },
         ip_len: tot_len,
         tos: ip.tos,
@@ -217,7 +217,7 @@ pub fn flow_v4(ctx: &XdpContext, ip: &Ipv4Hdr) -> L4 {
 /// Checks an IPv6 packet to a VIP address and extracts its flow. Extension headers are
 /// not walked (a bounded walk costs every packet; VIP traffic does not carry them).
 #[inline(always)]
-pub fn flow_v6(ctx: &XdpContext, ip: &Ipv6Hdr) -> L4 {
+pub fn flow_v6(ctx: &XdpContext, ip: &Ipv6Hdr) -> L4<FlowKey> {
     let payload_len = u16::from_be(ip.payload_len);
     let avail = ctx.data_end() - ctx.data() - ETH_LEN - size_of::<Ipv6Hdr>();
     if (payload_len as usize) < size_of::<Ports>() || payload_len as usize > avail {

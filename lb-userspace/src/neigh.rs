@@ -237,8 +237,8 @@ impl Netlink {
         Err(NeighError::NoRoute(dst))
     }
 
-    /// The Ethernet address of interface `index`.
-    fn link_mac(&mut self, index: u32) -> Result<[u8; 6], NeighError> {
+    /// The Ethernet address and MTU of interface `index`.
+    fn link(&mut self, index: u32) -> Result<([u8; 6], u16), NeighError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         let answers = self.request(
@@ -248,12 +248,17 @@ impl Netlink {
         )?;
         for a in answers {
             if let RouteNetlinkMessage::NewLink(l) = a {
+                let mut mac = None;
+                let mut mtu = 0u16;
                 for attr in &l.attributes {
-                    if let LinkAttribute::Address(mac) = attr {
-                        if let Ok(mac) = <[u8; 6]>::try_from(mac.as_slice()) {
-                            return Ok(mac);
-                        }
+                    match attr {
+                        LinkAttribute::Address(m) => mac = <[u8; 6]>::try_from(m.as_slice()).ok(),
+                        LinkAttribute::Mtu(m) => mtu = u16::try_from(*m).unwrap_or(u16::MAX),
+                        _ => {}
                     }
+                }
+                if let Some(mac) = mac {
+                    return Ok((mac, mtu));
                 }
             }
         }
@@ -355,7 +360,7 @@ pub fn resolve(
             return (l2, failed);
         }
     };
-    let src = match nl.link_mac(ifindex) {
+    let (src, mtu) = match nl.link(ifindex) {
         Ok(m) => m,
         Err(e) => {
             let msg = e.to_string();
@@ -407,7 +412,14 @@ pub fn resolve(
         };
         pending.retain(|(b, hop)| match neigh.iter().find(|(a, _)| a == hop) {
             Some((_, mac)) => {
-                l2.insert(*b, L2Addr { dst: *mac, src });
+                l2.insert(
+                    *b,
+                    L2Addr {
+                        dst: *mac,
+                        src,
+                        mtu,
+                    },
+                );
                 false
             }
             None => true,

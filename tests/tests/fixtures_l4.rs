@@ -149,6 +149,7 @@ fn l2_for(cfg: &Config) -> L2Map {
                     L2Addr {
                         dst: mac_of(b.addr),
                         src: OUR_MAC,
+                        mtu: 1500,
                     },
                 );
             }
@@ -774,4 +775,198 @@ fn draining_backend_keeps_established_flows_only() {
             "new flow {i} avoids the draining backend"
         );
     }
+}
+
+/// A TCP ACK with `payload` bytes of data, IPv4 or IPv6 per the addresses.
+fn tcp_sized(src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..payload).map(|i| (i % 251) as u8).collect();
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
+    let b = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+        _ => panic!("mixed families"),
+    };
+    build(b.tcp(sport, dport, 1000, 64240).ack(1), &data)
+}
+
+/// The ICMPv6 checksum check: one's-complement sum over the pseudo-header (addresses,
+/// upper-layer length, next header 58) and the message.
+fn icmpv6_sum(ip6: &[u8], msg: &[u8]) -> u16 {
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip6[8..40]);
+    pseudo.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    pseudo.extend_from_slice(msg);
+    ones_sum(&pseudo)
+}
+
+#[test]
+fn ipip_too_big_v4_answers_icmp_frag_needed() {
+    let Some(f) = fixture("ipip_too_big_v4_answers_icmp_frag_needed") else {
+        return;
+    };
+    // The interface MTU (1500, from the neighbour data) leaves 1480 bytes for the inner
+    // packet: tot_len 1480 is encapsulated, 1481 answered.
+    let client: IpAddr = "198.18.1.30".parse().unwrap();
+    let vip: IpAddr = "198.18.0.101".parse().unwrap();
+    let fits = tcp_sized(client, 40100, vip, 80, 1480 - 40);
+    let r = f.run(&fits);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.output.len(), fits.len() + 20, "1480 bytes: encapsulated");
+    assert_eq!(r.output[14 + 9], 4, "outer protocol IPIP");
+
+    let big = tcp_sized(client, 40101, vip, 80, 1481 - 40);
+    let drops_before = f.drops();
+    let flows_before = f.vip_stats("ipip4").new_flows;
+    let r = f.run(&big);
+    assert_eq!(r.action, XDP_TX, "answered back out of the interface");
+    let o = &r.output;
+    assert_eq!(
+        o.len(),
+        14 + 20 + 8 + 20 + 64,
+        "headers + quote of header and 64 bytes"
+    );
+    assert_eq!(
+        &o[0..6],
+        &CLIENT_MAC,
+        "Ethernet destination: where it came from"
+    );
+    assert_eq!(
+        &o[6..12],
+        &LB_MAC,
+        "Ethernet source: the address it was sent to"
+    );
+    assert_eq!(&o[12..14], &[0x08, 0x00], "EtherType IPv4");
+    let ip = &o[14..34];
+    assert_eq!(ip[0], 0x45, "version 4, IHL 5");
+    assert_eq!(ip[1], 0, "TOS");
+    assert_eq!(
+        u16::from_be_bytes([ip[2], ip[3]]),
+        20 + 8 + 84,
+        "total length"
+    );
+    assert_eq!(&ip[4..8], &[0, 0, 0, 0], "id 0, no fragmentation flags");
+    assert_eq!(ip[8], 64, "TTL");
+    assert_eq!(ip[9], 1, "protocol ICMP");
+    assert_eq!(ones_sum(ip), 0xffff, "IP header checksum verifies");
+    assert_eq!(&ip[12..16], &[198, 18, 0, 101], "source: the VIP");
+    assert_eq!(&ip[16..20], &[198, 18, 1, 30], "destination: the client");
+    let icmp = &o[34..];
+    assert_eq!(
+        (icmp[0], icmp[1]),
+        (3, 4),
+        "destination unreachable, fragmentation needed"
+    );
+    assert_eq!(ones_sum(icmp), 0xffff, "ICMP checksum verifies");
+    let mut zeroed = icmp.to_vec();
+    zeroed[2] = 0;
+    zeroed[3] = 0;
+    assert_eq!(
+        u16::from_be_bytes([icmp[2], icmp[3]]),
+        !ones_sum(&zeroed),
+        "ICMP checksum field"
+    );
+    assert_eq!(&icmp[4..6], &[0, 0], "unused");
+    assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1480, "next-hop MTU");
+    assert_eq!(
+        &icmp[8..],
+        &big[14..14 + 84],
+        "quote: the client's header and 64 bytes"
+    );
+
+    let drops = f.drops();
+    for i in 0..drops.len() {
+        let want = drops_before[i] + u64::from(i as u32 == DropReason::TOO_BIG);
+        assert_eq!(drops[i], want, "counter {}", DropReason::NAMES[i]);
+    }
+    assert_eq!(
+        f.vip_stats("ipip4").new_flows,
+        flows_before,
+        "a too-big packet creates no flow"
+    );
+}
+
+#[test]
+fn ipip_too_big_v6_answers_packet_too_big() {
+    let Some(f) = fixture("ipip_too_big_v6_answers_packet_too_big") else {
+        return;
+    };
+    // MTU 1500 minus two IPv6 headers: payload_len 1420 fits, 1421 does not.
+    let client: IpAddr = "2001:db8:1::30".parse().unwrap();
+    let vip: IpAddr = "2001:db8::101".parse().unwrap();
+    let fits = tcp_sized(client, 40200, vip, 80, 1420 - 20);
+    let r = f.run(&fits);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(
+        r.output.len(),
+        fits.len() + 40,
+        "payload 1420: encapsulated"
+    );
+
+    let big = tcp_sized(client, 40201, vip, 80, 1421 - 20);
+    let drops_before = f.drops();
+    let r = f.run(&big);
+    assert_eq!(r.action, XDP_TX, "answered back out of the interface");
+    let o = &r.output;
+    assert_eq!(
+        o.len(),
+        14 + 40 + 8 + 40 + 64,
+        "headers + quote of header and 64 bytes"
+    );
+    assert_eq!(
+        &o[0..6],
+        &CLIENT_MAC,
+        "Ethernet destination: where it came from"
+    );
+    assert_eq!(
+        &o[6..12],
+        &LB_MAC,
+        "Ethernet source: the address it was sent to"
+    );
+    assert_eq!(&o[12..14], &[0x86, 0xdd], "EtherType IPv6");
+    let ip = &o[14..54];
+    assert_eq!(
+        &ip[0..4],
+        &[0x60, 0, 0, 0],
+        "version 6, class 0, flow label 0"
+    );
+    assert_eq!(
+        u16::from_be_bytes([ip[4], ip[5]]),
+        8 + 104,
+        "payload length"
+    );
+    assert_eq!((ip[6], ip[7]), (58, 64), "next header ICMPv6, hop limit 64");
+    assert_eq!(&ip[8..24], &v6("2001:db8::101"), "source: the VIP");
+    assert_eq!(
+        &ip[24..40],
+        &v6("2001:db8:1::30"),
+        "destination: the client"
+    );
+    let icmp = &o[54..];
+    assert_eq!((icmp[0], icmp[1]), (2, 0), "packet too big");
+    assert_eq!(icmpv6_sum(ip, icmp), 0xffff, "ICMPv6 checksum verifies");
+    let mut zeroed = icmp.to_vec();
+    zeroed[2] = 0;
+    zeroed[3] = 0;
+    assert_eq!(
+        u16::from_be_bytes([icmp[2], icmp[3]]),
+        !icmpv6_sum(ip, &zeroed),
+        "ICMPv6 checksum field"
+    );
+    assert_eq!(
+        u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        1460,
+        "MTU: what is left for the client's packet"
+    );
+    assert_eq!(
+        &icmp[8..],
+        &big[14..14 + 104],
+        "quote: the client's header and 64 bytes"
+    );
+    let drops = f.drops();
+    assert_eq!(
+        drops[DropReason::TOO_BIG as usize],
+        drops_before[DropReason::TOO_BIG as usize] + 1,
+        "counted"
+    );
 }

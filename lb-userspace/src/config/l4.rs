@@ -30,6 +30,8 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 pub const MAX_WEIGHT: u32 = 65535;
 /// Shortest `ipip` source prefix for IPv6: the program varies only the last 32 bits.
 pub const MIN_V6_SOURCE_PREFIX: u8 = 96;
+/// Smallest accepted `l4.ipip_mtu`: the IPv6 minimum link MTU (RFC 8200).
+pub const MIN_IPIP_MTU: u16 = 1280;
 
 /// `[l4]`.
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +47,10 @@ pub struct RawL4 {
     pub ipip_source_v4: Option<Spanned<String>>,
     /// `ipip` outer source prefix for IPv6 VIPs, CIDR (prefix length >= 96).
     pub ipip_source_v6: Option<Spanned<String>>,
+    /// MTU of the path to `ipip` backends, bytes; default: the XDP interface's MTU.
+    pub ipip_mtu: Option<Spanned<i64>>,
+    /// Log new flows, drops and ICMP answers from the XDP program; default false.
+    pub debug_log: Option<bool>,
 }
 
 /// `[[service.server]]` of an L4 service.
@@ -73,6 +79,11 @@ pub struct L4Config {
     pub ipip_source_v4: Option<(Ipv4Addr, u8)>,
     /// Outer source prefix (address, length) for IPv6 `ipip`.
     pub ipip_source_v6: Option<(Ipv6Addr, u8)>,
+    /// IP MTU towards `ipip` backends; `None`: the MTU of the interface the backend is
+    /// reached through. An encapsulated packet above it is answered with ICMP "too big".
+    pub ipip_mtu: Option<u16>,
+    /// Whether the XDP program logs (through aya-log) new flows, drops and ICMP answers.
+    pub debug_log: bool,
 }
 
 impl Default for L4Config {
@@ -83,6 +94,8 @@ impl Default for L4Config {
             udp_timeout: Duration::from_secs(DEFAULT_UDP_TIMEOUT_SECS),
             ipip_source_v4: None,
             ipip_source_v6: None,
+            ipip_mtu: None,
+            debug_log: false,
         }
     }
 }
@@ -160,6 +173,11 @@ pub(crate) fn validate_l4(ctx: &Ctx, raw: Option<RawL4>) -> Result<L4Config, Con
     if let Some(v) = &raw.udp_timeout {
         c.udp_timeout = Duration::from_secs(ranged(ctx, v, "l4.udp_timeout", 1, 86400 * 7)? as u64);
     }
+    if let Some(v) = &raw.ipip_mtu {
+        c.ipip_mtu =
+            Some(ranged(ctx, v, "l4.ipip_mtu", MIN_IPIP_MTU.into(), u16::MAX.into())? as u16);
+    }
+    c.debug_log = raw.debug_log.unwrap_or(false);
     if let Some(v) = &raw.ipip_source_v4 {
         match prefix(ctx, v, "l4.ipip_source_v4")? {
             (IpAddr::V4(a), len) => c.ipip_source_v4 = Some((a, len)),
@@ -308,6 +326,21 @@ weight = 3
         assert_eq!(
             c.l4.ipip_source_v4,
             Some(("198.18.255.0".parse().unwrap(), 24))
+        );
+        assert_eq!((c.l4.ipip_mtu, c.l4.debug_log), (None, false));
+    }
+
+    #[test]
+    fn ipip_mtu_and_debug_log() {
+        let c = parse(&format!("[l4]\nipip_mtu = 9000\ndebug_log = true\n{DSR}")).unwrap();
+        assert_eq!((c.l4.ipip_mtu, c.l4.debug_log), (Some(9000), true));
+        assert_eq!(
+            invalid_key(&format!("[l4]\nipip_mtu = 1000\n{DSR}")),
+            "l4.ipip_mtu"
+        );
+        assert_eq!(
+            invalid_key(&format!("[l4]\nipip_mtu = 70000\n{DSR}")),
+            "l4.ipip_mtu"
         );
     }
 

@@ -7,6 +7,8 @@
 //! removed backend's entry is cleared last, when no table names it any more, which makes
 //! its conntrack entries re-pick.
 
+mod xdp_log;
+
 use super::{map_err, stats, typed, typed_mut, DataPlane, DataPlaneError};
 use crate::{
     config::{L4Config, Service, ServiceMode},
@@ -17,7 +19,7 @@ use lb_common::{
     backend::{Backend, BACKEND_DRAINING, BACKEND_UP},
     maglev::{table_slot, INNER_MAP_FLAGS},
     maps::{self as names, MAX_BACKENDS, MAX_VIPS},
-    settings::Settings,
+    settings::{Settings, FLAG_DEBUG_LOG},
     stats::{BackendStats, VipStats},
     vip::{
         VipAddr4Key, VipAddrInfo, VipAddrKey, VipAddrSlot, VipKey, VipMeta, FAMILY_V4, FAMILY_V6,
@@ -36,6 +38,8 @@ pub struct L2Addr {
     pub dst: [u8; 6],
     /// Source: the MAC of our interface the program transmits on.
     pub src: [u8; 6],
+    /// MTU of that interface: the default size limit of `ipip` packets (`l4.ipip_mtu`).
+    pub mtu: u16,
 }
 
 /// Resolved link-layer addresses by backend address; a backend missing here is treated as
@@ -244,7 +248,7 @@ impl DataPlane {
                     }
                 }
             }
-            meta_encap(&mut meta, svc, &self.l4);
+            meta_encap(&mut meta, svc, &self.l4, l2);
             meta.ct_timeout_jiffies = match svc.vip.protocol {
                 crate::config::Protocol::Tcp => self.tcp_timeout_jiffies,
                 crate::config::Protocol::Udp => self.udp_timeout_jiffies,
@@ -396,7 +400,11 @@ impl DataPlane {
         };
         self.tcp_timeout_jiffies = jiffies(l4.tcp_timeout) as u32;
         self.udp_timeout_jiffies = jiffies(l4.udp_timeout) as u32;
+        if l4.debug_log {
+            xdp_log::start(&mut self.ebpf);
+        }
         self.write_settings(Settings {
+            flags: if l4.debug_log { FLAG_DEBUG_LOG } else { 0 },
             tcp_timeout_jiffies: jiffies(l4.tcp_timeout),
             udp_timeout_jiffies: jiffies(l4.udp_timeout),
             ..Default::default()
@@ -420,11 +428,35 @@ impl DataPlane {
     }
 }
 
-/// Fills the `ipip` outer source fields of a VIP's meta.
-fn meta_encap(meta: &mut VipMeta, svc: &Service, l4: &L4Config) {
+/// MTU assumed for `ipip` when neither `l4.ipip_mtu` nor a resolved backend gives one.
+pub const FALLBACK_MTU: u16 = 1500;
+
+/// The largest IP length field (IPv4 `tot_len`, IPv6 `payload_len`) of a packet that fits
+/// a link of `mtu` bytes once encapsulated (20 or 40 bytes of outer header).
+pub fn encap_max_len(mtu: u16, v6: bool) -> u32 {
+    let mtu = u32::from(mtu);
+    if v6 {
+        mtu.saturating_sub(2 * 40)
+    } else {
+        mtu.saturating_sub(20)
+    }
+}
+
+/// Fills the `ipip` fields of a VIP's meta: outer source and size limit.
+fn meta_encap(meta: &mut VipMeta, svc: &Service, l4: &L4Config, l2: &L2Map) {
     if svc.mode != ServiceMode::Ipip {
         return;
     }
+    // The configured MTU, else the smallest of the interfaces the backends are reached by.
+    let mtu = l4.ipip_mtu.unwrap_or_else(|| {
+        svc.backends
+            .iter()
+            .filter_map(|b| l2.get(&b.addr).map(|a| a.mtu))
+            .filter(|&m| m > 0)
+            .min()
+            .unwrap_or(FALLBACK_MTU)
+    });
+    meta.encap_max_len = encap_max_len(mtu, svc.vip.addr.is_ipv6());
     let host_mask = |len: u8, bits: u8| -> u32 {
         let host = bits.saturating_sub(len).min(32);
         if host == 0 {
