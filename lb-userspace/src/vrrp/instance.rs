@@ -434,7 +434,9 @@ impl Instance {
                     interval: Duration::from_millis(u64::from(adv.interval_cs) * 10),
                     src: meta.src,
                 };
-                m.on_advert(now(), heard)
+                let actions = m.on_advert(now(), heard);
+                status.master_adver_interval = m.master_adver_interval();
+                actions
             }
         }
     }
