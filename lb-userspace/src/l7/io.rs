@@ -29,6 +29,9 @@ pub struct DeadlineIo {
     /// Last byte moved while the timer was armed.
     last_progress: tokio::time::Instant,
     scan: Option<Arc<HeadScan>>,
+    /// HAProxy's error page being written in place of hyper's own bare error response,
+    /// and how much of it is out (see [`HeadScan::error_page`]).
+    replacing: Option<(Vec<u8>, usize)>,
 }
 
 impl DeadlineIo {
@@ -40,6 +43,7 @@ impl DeadlineIo {
             timer: None,
             last_progress: tokio::time::Instant::now(),
             scan: None,
+            replacing: None,
         }
     }
 
@@ -82,6 +86,47 @@ impl DeadlineIo {
                     }
                     // Progress since the timer was set: wait for the rest.
                     t.as_mut().reset(deadline);
+                }
+            }
+        }
+    }
+}
+
+impl DeadlineIo {
+    /// When hyper writes its own answer to a head it refused, writes HAProxy's page
+    /// instead and reports hyper's bytes as written; `None` for every other write.
+    fn poll_replace(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Option<Poll<io::Result<usize>>> {
+        if self.replacing.is_none() {
+            let page = self.scan.as_ref()?.error_page(bufs)?;
+            self.replacing = Some((page, 0));
+        }
+        let total = bufs.iter().map(|b| b.len()).sum();
+        loop {
+            let (page, off) = self.replacing.as_mut()?;
+            if *off >= page.len() {
+                // Anything hyper writes after its error head (nothing, normally) is
+                // dropped: the connection closes.
+                return Some(Poll::Ready(Ok(total)));
+            }
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Err(e)) => return Some(Poll::Ready(Err(e))),
+                Poll::Ready(Ok(())) => match self.stream.try_write(&page[*off..]) {
+                    Ok(n) => {
+                        *off += n;
+                        self.progress();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Some(Poll::Ready(Err(e))),
+                },
+                Poll::Pending => {
+                    return Some(match self.wait(cx) {
+                        Poll::Ready(e) => Poll::Ready(Err(e)),
+                        Poll::Pending => Poll::Pending,
+                    })
                 }
             }
         }
@@ -155,6 +200,9 @@ impl AsyncWrite for DeadlineIo {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if let Some(r) = this.poll_replace(cx, &[io::IoSlice::new(data)]) {
+            return r;
+        }
         loop {
             match this.stream.poll_write_ready(cx) {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -180,6 +228,9 @@ impl AsyncWrite for DeadlineIo {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if let Some(r) = this.poll_replace(cx, bufs) {
+            return r;
+        }
         loop {
             match this.stream.poll_write_ready(cx) {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -243,6 +294,9 @@ struct ScanState {
     started: Option<std::time::Instant>,
     /// Milliseconds from the first byte to the end of the last complete head (`%TR`).
     head_ms: i64,
+    /// The last head reached the request handler, and no new head has started since:
+    /// what is written now is the handler's response, not an error of hyper's own.
+    handled: bool,
 }
 
 impl HeadScan {
@@ -261,6 +315,7 @@ impl HeadScan {
         }
         if st.buf.is_empty() && !bytes.is_empty() {
             st.started = Some(std::time::Instant::now());
+            st.handled = false;
         }
         let room = HEAD_SCAN_LIMIT.saturating_sub(st.buf.len());
         st.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
@@ -298,8 +353,38 @@ impl HeadScan {
     }
 
     /// Called when a request head reached the handler: whether it had both framings.
+    /// Until the next head starts, responses written are the handler's.
     pub fn take_conflict(&self) -> bool {
-        std::mem::take(&mut self.lock().conflict)
+        let mut st = self.lock();
+        st.handled = true;
+        std::mem::take(&mut st.conflict)
+    }
+
+    /// HAProxy's page for hyper's own answer to a head its parser refused (400, 414 or
+    /// 431 with an empty body: hyper has no way to give it one), if `bufs` is that
+    /// answer: an HTTP/1 status line with one of those codes and a bare head, written
+    /// while no head of this connection's current exchange reached the handler.
+    pub fn error_page(&self, bufs: &[io::IoSlice<'_>]) -> Option<Vec<u8>> {
+        let first = bufs.iter().find(|b| !b.is_empty())?;
+        if !first.starts_with(b"HTTP/1.") || first.len() < 12 {
+            return None;
+        }
+        let status = std::str::from_utf8(&first[9..12])
+            .ok()?
+            .parse::<u16>()
+            .ok()?;
+        if ![400, 414, 431].contains(&status) {
+            return None;
+        }
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total != first.len() || !first.ends_with(b"\r\n\r\n") {
+            return None;
+        }
+        let st = self.lock();
+        if st.disabled || st.handled {
+            return None;
+        }
+        Some(super::pages::raw(status))
     }
 
     /// Milliseconds the last complete head took from its first byte (HAProxy's `%TR`).
@@ -363,5 +448,35 @@ mod tests {
         h2.resume();
         h2.feed(b"Content-Length: 1\r\nTransfer-Encoding: x\r\n\r\n");
         assert!(!h2.take_conflict());
+    }
+
+    #[test]
+    fn only_hypers_own_error_heads_are_replaced() {
+        let bare = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        let slices = |b: &'static [u8]| vec![io::IoSlice::new(b)];
+        let s = HeadScan::default();
+        s.feed(b"GET / HTTP/1.1\r\nBad header\r\n\r\n");
+        let page = s.error_page(&slices(bare)).expect("replaced");
+        assert!(page.starts_with(b"HTTP/1.1 400 Bad request\r\nContent-length: 90\r\n"));
+        for other in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n\r\nabc",
+            b"<html>HTTP/1.1 400 </html>\r\n\r\n",
+        ] {
+            assert!(s.error_page(&slices(other)).is_none());
+        }
+        // A head that reached the handler: its response (a server's 400) is left alone
+        // until the next head starts.
+        s.resume();
+        s.feed(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(!s.take_conflict());
+        assert!(s.error_page(&slices(bare)).is_none());
+        s.resume();
+        s.feed(b"GET");
+        assert!(s.error_page(&slices(bare)).is_some());
+        // HTTP/2 connections are never touched.
+        let h2 = HeadScan::default();
+        h2.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        assert!(h2.error_page(&slices(bare)).is_none());
     }
 }

@@ -251,11 +251,9 @@ async fn handle_connection(
     // `timeout http-request` also bounds the wait for the first byte (hyper's header
     // timer only starts with it); like HAProxy, a connection that never sent anything
     // is closed silently (no 408, nothing logged: `option dontlognull`).
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(t.http_request, stream.peek(&mut first)).await {
-        Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return,
-        Ok(Ok(_)) => {}
-    }
+    let Some(h2) = sniff_h2(&stream, t.http_request).await else {
+        return;
+    };
     let stream = Arc::new(stream);
     let scan = Arc::new(HeadScan::default());
     let io = TokioIo::new(DeadlineIo::new(stream.clone(), Some(t.client)).with_scan(scan.clone()));
@@ -265,23 +263,25 @@ async fn handle_connection(
         scan,
     });
     let svc_info = info.clone();
-    // Each request uses the service's latest generation (a reload swaps it).
-    let svc = hyper::service::service_fn(move |req| {
+    // Each request uses the service's latest generation (a reload swaps it). The
+    // handler's future is boxed: hyper keeps a slot of the service future's size for
+    // every connection, busy or idle (idle memory, issue 3 acceptance 7).
+    let svc = hyper::service::service_fn(move |req| -> HandlerFuture {
         let p = current.load_full();
         let i = svc_info.clone();
-        async move { Ok::<_, Infallible>(p.handle(req, i).await) }
+        Box::pin(async move { Ok::<_, Infallible>(p.handle(req, i).await) })
     });
-    let conn = proxy.builder.serve_connection_with_upgrades(io, svc);
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
-        }
+    let res = if h2 {
+        // Rare (h2c prior knowledge), and its connection state is large: boxed so the
+        // HTTP/1 connections do not carry its size.
+        let conn = proxy.h2.serve_connection(io, svc);
+        Box::pin(until_shutdown(conn, &shutdown, |c| c.graceful_shutdown())).await
+    } else {
+        let conn = proxy.h1.serve_connection(io, svc).with_upgrades();
+        until_shutdown(conn, &shutdown, |c| c.graceful_shutdown()).await
     };
     if let Err(e) = res {
-        let bad = if is_header_timeout(&*e) {
+        let bad = if is_header_timeout(&e) {
             // hyper closes silently; HAProxy answers 408 when part of a request head
             // came (always the case for the first one: see the peek above), and closes
             // an idle keep-alive connection without a word.
@@ -294,7 +294,7 @@ async fn handle_connection(
             })
         } else {
             // hyper already answered 400/414/431 to a head it could not parse.
-            parse_error_status(&*e).map(|status| {
+            parse_error_status(&e).map(|status| {
                 let ms = info.scan.partial_head_ms().unwrap_or(0);
                 (status, ['P', 'R'], ms)
             })
@@ -309,6 +309,62 @@ async fn handle_connection(
             proxy.sink.log(&rec);
         }
         tracing::debug!(service = %proxy.service.name, %peer, error = %e, "client connection ended with error");
+    }
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 3.4): h2c with prior knowledge.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Longest pause between looks at a preface that arrived in pieces.
+const SNIFF_MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// What the handler returns to hyper (boxed, see `handle_connection`).
+type HandlerFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+/// Waits, at most `limit`, for the client's first bytes without consuming them:
+/// `Some(true)` for the HTTP/2 preface, `Some(false)` for anything else (HTTP/1),
+/// `None` when the client closed or sent nothing in time. Peeking (instead of hyper's
+/// auto-detection, which reads the first bytes into a buffer of its own and replays
+/// them) lets hyper's HTTP/1 read buffer take the whole head in one read: a head split
+/// over two reads makes hyper double that buffer, kept for the connection's life.
+async fn sniff_h2(stream: &TcpStream, limit: Duration) -> Option<bool> {
+    let look = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let n = stream.peek(&mut buf).await.ok().filter(|&n| n > 0)?;
+            if !H2_PREFACE.starts_with(&buf[..n]) {
+                return Some(false);
+            }
+            if n == H2_PREFACE.len() {
+                return Some(true);
+            }
+            // Only a client speaking HTTP/2 (or garbage) stops inside the preface;
+            // peek returns at once while the bytes are there, so wait for more.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(SNIFF_MAX_PAUSE);
+        }
+    };
+    tokio::time::timeout(limit, look).await.ok().flatten()
+}
+
+/// Drives a client connection; once `shutdown` fires, asks it to finish the request in
+/// progress (`graceful`) and waits for that.
+async fn until_shutdown<C>(
+    conn: C,
+    shutdown: &CancellationToken,
+    graceful: fn(Pin<&mut C>),
+) -> Result<(), hyper::Error>
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
     }
 }
 
@@ -379,26 +435,29 @@ struct Proxy {
     pools: Vec<Arc<Pool>>,
     slots: Vec<Option<Arc<Semaphore>>>,
     sink: Arc<dyn AccessLogSink>,
-    /// Client connection settings, built once per service (not per connection: it
-    /// is sizeable, and each connection's future borrows it instead of holding it).
-    builder: ServerBuilder,
+    /// Client connection settings, built once per service (not per connection: they
+    /// are sizeable, and each connection's future borrows them instead of holding them).
+    h1: hyper::server::conn::http1::Builder,
+    /// The same for h2c (prior knowledge) clients.
+    h2: hyper::server::conn::http2::Builder<TokioExecutor>,
 }
 
-/// hyper's HTTP/1 + h2c server connection builder.
-type ServerBuilder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
-
-fn server_builder(service: &HttpService) -> ServerBuilder {
-    let mut builder = ServerBuilder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+fn h1_builder(service: &HttpService) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
         .header_read_timeout(service.timeouts.http_request)
         .max_buf_size(service.max_request_head.max(MIN_HEAD_BUFFER))
         .keep_alive(!service.httpclose)
         .preserve_header_case(service.preserve_header_case)
         .title_case_headers(service.preserve_header_case);
-    builder.http2().timer(TokioTimer::new());
-    builder
+    b
+}
+
+fn h2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // WebSocket over HTTP/2 (RFC 8441).
+    b.timer(TokioTimer::new()).enable_connect_protocol();
+    b
 }
 
 /// A response head from a server: server index, response, whether the request went
@@ -435,7 +494,8 @@ impl Proxy {
             stats = Arc::new(ServiceStats::new(n));
         }
         Proxy {
-            builder: server_builder(&service),
+            h1: h1_builder(&service),
+            h2: h2_builder(),
             balancer: Balancer::new(service.balance, n),
             pools: service
                 .servers
@@ -598,6 +658,11 @@ impl Proxy {
         let upgrade = (req.version() == Version::HTTP_11)
             .then(|| upgrade_protocol(req.headers()))
             .flatten();
+        // RFC 8441: a WebSocket over HTTP/2 (extended CONNECT) goes to the server as an
+        // HTTP/1.1 WebSocket upgrade; the server's 101 becomes the client's 200.
+        let h2_websocket = is_h2_websocket(&req);
+        let upgrade =
+            upgrade.or_else(|| h2_websocket.then(|| HeaderValue::from_static("websocket")));
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
@@ -642,6 +707,15 @@ impl Proxy {
                 .headers
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, proto.clone());
+        }
+        if h2_websocket {
+            // The HTTP/1.1 handshake needs a key (RFC 6455 4.1); an HTTP/2 client
+            // sends none (RFC 8441 5). Its Sec-WebSocket-Version and extensions pass.
+            parts.method = Method::GET;
+            parts
+                .headers
+                .entry(header::SEC_WEBSOCKET_KEY)
+                .or_insert_with(websocket_key);
         }
         if body.is_end_stream() {
             conn.scan.set_awaiting(true);
@@ -752,11 +826,18 @@ impl Proxy {
         rparts.version = Version::HTTP_11;
         rec.status = status;
         if let Some((client_up, server_up)) = tunnel {
-            rparts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            if let Some(p) = server_proto.or(upgrade) {
-                rparts.headers.insert(header::UPGRADE, p);
+            if h2_websocket {
+                // RFC 8441 5: success is a 2xx, without the HTTP/1.1 handshake's
+                // accept header (and HTTP/2 has no Connection/Upgrade).
+                rparts.status = StatusCode::OK;
+                rparts.headers.remove(header::SEC_WEBSOCKET_ACCEPT);
+            } else {
+                rparts
+                    .headers
+                    .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                if let Some(p) = server_proto.or(upgrade) {
+                    rparts.headers.insert(header::UPGRADE, p);
+                }
             }
             let fin = Finish {
                 proxy: self.clone(),
@@ -1372,6 +1453,56 @@ fn upgrade_protocol(h: &HeaderMap) -> Option<HeaderValue> {
     h.get(header::UPGRADE).filter(|v| !v.is_empty()).cloned()
 }
 
+/// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441 4): `:method CONNECT` with
+/// `:protocol websocket`.
+fn is_h2_websocket<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_2
+        && req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 4.1).
+fn websocket_key() -> HeaderValue {
+    let mut raw = [0u8; 16];
+    // SAFETY: getrandom writes at most `raw.len()` bytes into `raw`.
+    let n = unsafe { libc::getrandom(raw.as_mut_ptr().cast(), raw.len(), 0) };
+    if usize::try_from(n).ok() != Some(raw.len()) {
+        // No entropy source: the key is a nonce for the handshake, not a secret.
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        raw = t.to_le_bytes();
+    }
+    HeaderValue::from_bytes(&base64(&raw))
+        .unwrap_or(HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ=="))
+}
+
+/// Standard base64 with padding (RFC 4648 4).
+fn base64(raw: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(raw.len().div_ceil(3) * 4);
+    for chunk in raw.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                ALPHABET[(n >> (18 - 6 * i)) as usize & 63]
+            } else {
+                b'='
+            });
+        }
+    }
+    out
+}
+
 /// Carries bytes both ways between an upgraded client and server connection (each
 /// still under its inactivity timeout) and logs the request, status 101, when the
 /// tunnel closes, with the bytes sent to the client, as HAProxy does.
@@ -1493,5 +1624,22 @@ impl Proxy {
             scan: Some(conn.scan.clone()),
         });
         resp
+    }
+}
+
+#[cfg(test)]
+mod websocket_tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_keys() {
+        // RFC 6455 1.3's sample nonce.
+        assert_eq!(base64(b"the sample nonce"), b"dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(base64(b"ab"), b"YWI=");
+        assert_eq!(base64(b"abc"), b"YWJj");
+        let (a, b) = (websocket_key(), websocket_key());
+        assert_eq!(a.len(), 24);
+        assert!(a.as_bytes().ends_with(b"=="));
+        assert_ne!(a, b);
     }
 }

@@ -507,6 +507,70 @@ async fn oversized_head_is_431() {
         "{}",
         &out[..out.len().min(200)]
     );
+    // HAProxy-style page and headers, not hyper's empty body.
+    assert_eq!(
+        out,
+        String::from_utf8_lossy(&super::pages::raw(431)),
+        "{out}"
+    );
+}
+
+/// hyper refuses a malformed head with a bare 400; the client gets HAProxy's page,
+/// byte for byte, also after a good request on the same keep-alive connection, while a
+/// server's own 400 passes through untouched.
+#[tokio::test]
+async fn malformed_head_gets_haproxys_400_page() {
+    let p = start(service(two_backends().await));
+    let want = String::from_utf8_lossy(&super::pages::raw(400)).into_owned();
+    let out = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+    )
+    .await;
+    assert_eq!(out, want);
+    // Keep-alive: a good exchange first, then a malformed head on the same connection.
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut b = vec![0u8; 4096];
+    let n = tokio::time::timeout(STEP, s.read(&mut b))
+        .await
+        .expect("in time")
+        .expect("read");
+    let first = String::from_utf8_lossy(&b[..n]).into_owned();
+    assert!(
+        first.starts_with("HTTP/1.1 200") && first.contains("server="),
+        "{first}"
+    );
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad\x01Name: v\r\n\r\n")
+        .await
+        .expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(STEP, s.read_to_end(&mut out)).await;
+    assert_eq!(String::from_utf8_lossy(&out), want);
+    // A server's 400 is forwarded as the server sent it.
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let be = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 4096];
+                let _ = s.read(&mut b).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let p = start(service(vec![Server::new("web400", be)]));
+    let out = raw(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{out}");
+    assert!(!out.contains("<html>"), "{out}");
 }
 
 #[tokio::test]
@@ -621,7 +685,8 @@ async fn request_body_is_forwarded_and_counted() {
         .map(|c| c.to_bytes())
         .unwrap_or_default();
     assert!(String::from_utf8_lossy(&body).contains("body-len=10000"));
-    assert_eq!(p.stats.counters.bytes_in.load(Relaxed), 10_000);
+    // The body, plus the request head (`bin` counts heads too, as HAProxy does).
+    assert!(p.stats.counters.bytes_in.load(Relaxed) > 10_000);
     assert!(p.stats.counters.bytes_out.load(Relaxed) > 0);
 }
 
@@ -646,6 +711,91 @@ async fn ws_echo_backend() -> SocketAddr {
         }
     });
     addr
+}
+
+/// RFC 8441: a WebSocket over HTTP/2 (extended CONNECT, `:protocol websocket`) from an
+/// h2c client reaches an HTTP/1.1-only WebSocket server as an ordinary upgrade, and
+/// messages echo both ways through the tunnel.
+#[tokio::test]
+async fn websocket_over_h2_is_tunnelled_both_ways() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::{tungstenite::protocol::Role, tungstenite::Message, WebSocketStream};
+    let be = ws_echo_backend().await;
+    let p = start(service(vec![server("webA", be, "A")]));
+    let s = TcpStream::connect(p.addr).await.expect("connect");
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    // The server's SETTINGS (with ENABLE_CONNECT_PROTOCOL) arrive with the first
+    // exchange; hyper refuses an extended CONNECT before that.
+    let mut resp = None;
+    for _ in 0..50 {
+        let mut r = Request::connect(format!("http://{}/chat", p.addr))
+            .header("sec-websocket-version", "13")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("req");
+        r.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        tx.ready().await.expect("ready");
+        match tokio::time::timeout(STEP, tx.send_request(r))
+            .await
+            .expect("in time")
+        {
+            Ok(r) => {
+                resp = Some(r);
+                break;
+            }
+            // Sent before the server's SETTINGS arrived: try again shortly.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let resp = resp.expect("extended CONNECT accepted");
+    assert_eq!(resp.status(), 200, "{:?}", resp.headers());
+    assert!(!resp.headers().contains_key("sec-websocket-accept"));
+    let up = tokio::time::timeout(STEP, hyper::upgrade::on(resp))
+        .await
+        .expect("in time")
+        .expect("upgraded stream");
+    let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(up), Role::Client, None).await;
+    for i in 0..3 {
+        let text = format!("over h2 {i}");
+        ws.send(Message::text(text.clone())).await.expect("send");
+        let m = tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("echo in time")
+            .expect("open")
+            .expect("message");
+        assert_eq!(m.into_text().expect("text").as_str(), text);
+    }
+    let big = vec![0xa5u8; 100_000];
+    ws.send(Message::binary(big.clone())).await.expect("send");
+    let m = tokio::time::timeout(STEP, ws.next())
+        .await
+        .expect("echo in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(m.into_data().as_ref(), &big[..]);
+    assert_eq!(p.stats.tunnels.cur.load(Relaxed), 1);
+    ws.close(None).await.expect("close");
+    drop(ws);
+    let deadline = Instant::now() + STEP;
+    while p.stats.tunnels.cur.load(Relaxed) != 0 || p.log.lines().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "tunnel not closed: {:?}",
+            p.log.lines()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = p.log.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" 101 ") && l.contains("CONNECT")),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
