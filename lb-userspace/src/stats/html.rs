@@ -89,14 +89,14 @@ main{padding:12px 18px}
 .card h2{font-size:13px;margin:0 0 6px;color:#20406a}
 .role{display:inline-block;font-weight:bold;font-size:15px;padding:2px 10px;border-radius:4px;color:#fff}
 .role.MASTER{background:#2e8b32}.role.BACKUP{background:#6b7280}.role.INIT,.role.STOPPING{background:#b45309}.role.FAULT{background:#b91c1c}
-.kv{border-collapse:collapse}.kv td{padding:1px 8px 1px 0;vertical-align:top}.kv td:first-child{color:#555}
+.kv{border-collapse:collapse}.kv td.n{text-align:right;padding-right:14px}.kv td{padding:1px 8px 1px 0;vertical-align:top}.kv td:first-child{color:#555}
 .legend span{display:inline-block;padding:1px 6px;margin:1px 2px;border:1px solid #999;border-radius:3px}
 table.px{border-collapse:collapse;background:#fff;margin-bottom:16px;width:100%}
 table.px caption{text-align:left;font-weight:bold;font-size:14px;padding:4px 0;color:#20406a}
 table.px caption .sub{font-weight:normal;color:#555;font-size:12px}
-table.px th{background:#d8dce6;border:1px solid #aab;padding:2px 4px;font-weight:bold;white-space:nowrap}
+table.px th{background:#d8dce6;border:1px solid #aab;padding:2px 3px;font-weight:bold;white-space:nowrap;font-size:11px}
 table.px th.grp{background:#b9c2d6}
-table.px td{border:1px solid #ccd;padding:2px 5px;text-align:right;white-space:nowrap}
+table.px td{border:1px solid #ccd;padding:2px 4px;text-align:right;white-space:nowrap}
 table.px td.name{text-align:left;font-weight:bold}
 table.px td.st{text-align:center;font-weight:bold}
 tr.frontend td{background:#e7f0fb}tr.backend td{background:#dde3ee;font-weight:bold}
@@ -106,7 +106,7 @@ tr.xdponly td{background:#eef3ea}
 .active_nolb,.active_draining{background:#20a0ff!important}.maintain{background:#c07820!important;color:#fff}
 .backup_up{background:#b0d0ff!important}.no_check{background:#e0e0e0!important}
 td.xdp{background:#f2f7ee}
-form.adm{display:inline;margin:0}form.adm button{font-size:11px;padding:0 5px;margin:0 1px;cursor:pointer}
+form.adm{display:inline;margin:0}form.adm button{font-size:10px;padding:0 3px;margin:0 1px;cursor:pointer}
 .notice{background:#fff7cc;border:1px solid #e5c100;padding:6px 10px;border-radius:4px;margin-bottom:10px}
 .err{color:#b91c1c}
 footer{color:#666;padding:4px 18px 14px}
@@ -343,14 +343,24 @@ fn node_cards(o: &mut String, snap: &Snapshot) {
                 count(u64::from(x.conntrack_capacity))
             );
             let total: u64 = x.drops.iter().map(|(_, n)| n).sum();
-            let _ = write!(o, "<tr><td>drops</td><td>{} total</td></tr>", count(total));
-            for (reason, n) in &x.drops {
-                let _ = write!(
-                    o,
-                    "<tr><td>&nbsp;&nbsp;{}</td><td>{}</td></tr>",
-                    esc(reason),
-                    count(*n)
-                );
+            let _ = write!(
+                o,
+                "<tr><td>drops</td><td>{} total</td></tr></table>",
+                count(total)
+            );
+            // Reasons in two columns, so the card stays short.
+            o.push_str("<table class=\"kv\">");
+            for pair in x.drops.chunks(2) {
+                o.push_str("<tr>");
+                for (reason, n) in pair {
+                    let _ = write!(
+                        o,
+                        "<td>{}</td><td class=\"n\">{}</td>",
+                        esc(reason),
+                        count(*n)
+                    );
+                }
+                o.push_str("</tr>");
             }
             o.push_str("</table>");
         }
