@@ -5,13 +5,14 @@
 set -euo pipefail
 
 # Debian packages: the BPF toolchain (TOOLCHAIN.md §1), tools the tests drive, peers the
-# tests and benchmarks compare against.
+# tests and benchmarks compare against, headless Chromium for the stats page screenshot.
 PACKAGES=(
   rustc-web cargo-web libstd-rust-web-dev-bpf
   llvm-22-dev libpolly-22-dev libclang-22-dev clang-22
   bpftool iproute2 ethtool nftables curl procps psmisc
   haproxy keepalived nginx-light wrk nghttp2-client
   dpkg-dev binutils systemd
+  chromium
 )
 BPF_LINKER_VERSION=0.13.0
 # Builds the Debian package (cargo xtask deb; dpkg-dev and binutils above are its helpers,
