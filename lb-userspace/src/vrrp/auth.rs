@@ -2,7 +2,7 @@
 //! and a sequence number against replays. Off by default: keepalived and RFC 5798 have no
 //! such thing (RFC 5798 removed VRRPv2's authentication), so only `lb` nodes speak it.
 //!
-//! Wire format (docs/vrrp-auth.md): a VRRPv3 advert whose type nibble is
+//! Wire format (docs/vrrp.md): a VRRPv3 advert whose type nibble is
 //! [`TYPE_AUTH`] (10) instead of 1, followed after the addresses by a 28-byte trailer:
 //!
 //! ```text
