@@ -265,7 +265,7 @@ fn doc_commands() -> Result<Vec<String>> {
     let mut in_sh = false;
     for line in text.lines() {
         if line.starts_with("```") {
-            in_sh = line == "```sh";
+            in_sh = line == "```sh" || line.starts_with("```sh ");
             continue;
         }
         let cmd = line.split(" #").next().unwrap_or("").trim();
