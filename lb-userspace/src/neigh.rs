@@ -265,8 +265,9 @@ impl Netlink {
         Err(NeighError::NoLinkAddress(index))
     }
 
-    /// Usable neighbour entries on `ifindex`: address -> MAC.
-    fn neighbours(&mut self, ifindex: u32) -> Result<Vec<(IpAddr, [u8; 6])>, NeighError> {
+    /// Usable neighbour entries on `ifindex`: address, MAC, and whether the entry is
+    /// STALE (unconfirmed: the kernel re-checks it only when it sends through it).
+    fn neighbours(&mut self, ifindex: u32) -> Result<Vec<(IpAddr, [u8; 6], bool)>, NeighError> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut m = NeighbourMessage::default();
@@ -312,7 +313,7 @@ impl Netlink {
                     }
                 }
                 if let (Some(d), Some(m)) = (dst, mac) {
-                    out.push((d, m));
+                    out.push((d, m, n.header.state == NeighbourState::Stale));
                 }
             }
         }
@@ -341,6 +342,19 @@ pub fn resolve(
     ifindex: u32,
     backends: &[IpAddr],
     timeout: Duration,
+) -> (L2Map, Vec<(IpAddr, NeighError)>) {
+    resolve_with(ifindex, backends, timeout, false)
+}
+
+/// [`resolve`]; with `confirm_stale`, next hops whose entry is STALE also get a datagram,
+/// so the kernel probes them and a changed MAC (a replaced NIC that sent no gratuitous
+/// ARP) shows up as a neighbour event: XDP_TX bypasses the neighbour table, so without
+/// our traffic through the stack nothing would ever re-check the entry.
+fn resolve_with(
+    ifindex: u32,
+    backends: &[IpAddr],
+    timeout: Duration,
+    confirm_stale: bool,
 ) -> (L2Map, Vec<(IpAddr, NeighError)>) {
     let mut l2 = L2Map::new();
     let mut failed = Vec::new();
@@ -410,8 +424,11 @@ pub fn resolve(
                 break;
             }
         };
-        pending.retain(|(b, hop)| match neigh.iter().find(|(a, _)| a == hop) {
-            Some((_, mac)) => {
+        pending.retain(|(b, hop)| match neigh.iter().find(|(a, _, _)| a == hop) {
+            Some((_, mac, stale)) => {
+                if confirm_stale && *stale {
+                    trigger(*hop);
+                }
                 l2.insert(
                     *b,
                     L2Addr {
@@ -449,4 +466,307 @@ pub fn resolve(
         std::thread::sleep(POLL);
     }
     (l2, failed)
+}
+
+/// How often the [`Watcher`] re-resolves without being told to by a neighbour event
+/// (resolving backends still missing, re-checking STALE entries).
+pub const REFRESH_PERIOD: Duration = Duration::from_secs(10);
+/// How long one refresh that may send datagrams waits for the answers.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Least time between two refreshes that send datagrams (our own probes cause neighbour
+/// events; this keeps them from feeding each other).
+const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long the watcher waits after an event for more (a flush deletes many entries).
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Receive timeout of the event socket: how long a stop request may go unnoticed.
+const EVENT_WAIT: Duration = Duration::from_millis(250);
+/// Multicast groups of the event socket (bit masks for `bind`): links and neighbours.
+const RTMGRP_LINK: u32 = 1;
+const RTMGRP_NEIGH: u32 = 4;
+
+/// What the watcher resolves: the interface, the backends, and the addresses the
+/// daemon last applied.
+struct Watched {
+    ifindex: u32,
+    backends: Vec<IpAddr>,
+    current: L2Map,
+}
+
+/// Keeps the L4 backends' Ethernet addresses current after start: a thread subscribed to
+/// the kernel's neighbour and link events (RTNLGRP_NEIGH, RTNLGRP_LINK) re-reads the
+/// neighbour table when an entry of the XDP interface changes, re-resolves a deleted one,
+/// and every [`REFRESH_PERIOD`] resolves the missing and re-checks the STALE ones. Each
+/// time the result differs from what the daemon has, it sends the whole new map on the
+/// channel; the daemon writes it through the data plane (the only map writer). A backend
+/// whose entry disappears keeps its last address until it resolves again (health checks
+/// decide whether it is up). Stops when dropped.
+pub struct Watcher {
+    shared: std::sync::Arc<std::sync::Mutex<Watched>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Watcher {
+    /// Starts watching `backends` on interface `ifindex`, starting from `current` (what the
+    /// daemon resolved and applied). Updates arrive on the returned channel.
+    pub fn start(
+        ifindex: u32,
+        backends: Vec<IpAddr>,
+        current: L2Map,
+    ) -> Result<(Watcher, tokio::sync::mpsc::Receiver<L2Map>), NeighError> {
+        let sock = event_socket()?;
+        let shared = std::sync::Arc::new(std::sync::Mutex::new(Watched {
+            ifindex,
+            backends,
+            current,
+        }));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let (s, st) = (shared.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("lb-neigh".into())
+            .spawn(move || watch_loop(sock, s, st, tx))
+            .map_err(|source| NeighError::Netlink {
+                what: "watcher thread",
+                source,
+            })?;
+        Ok((Watcher { shared, stop }, rx))
+    }
+
+    /// After a reload: the new interface, backends and applied addresses.
+    pub fn update(&self, ifindex: u32, backends: Vec<IpAddr>, current: L2Map) {
+        let mut w = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        *w = Watched {
+            ifindex,
+            backends,
+            current,
+        };
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A netlink socket subscribed to link and neighbour events, with a receive timeout.
+fn event_socket() -> Result<Socket, NeighError> {
+    let err = |source| NeighError::Netlink {
+        what: "event socket",
+        source,
+    };
+    let mut sock = Socket::new(NETLINK_ROUTE).map_err(err)?;
+    sock.bind(&SocketAddr::new(0, RTMGRP_LINK | RTMGRP_NEIGH))
+        .map_err(err)?;
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: EVENT_WAIT.as_micros() as libc::suseconds_t,
+    };
+    // SAFETY: valid fd and a timeval of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    Ok(sock)
+}
+
+/// What a batch of events asks for.
+#[derive(Default)]
+struct Wanted {
+    /// Re-read the table (an entry or our link changed).
+    read: bool,
+    /// Resolve, sending datagrams (an entry was deleted, or the socket overflowed).
+    probe: bool,
+}
+
+/// Sorts the events in `buf` that concern interface `ifindex`.
+fn classify(buf: &[u8], ifindex: u32, wanted: &mut Wanted) {
+    let mut off = 0usize;
+    while off < buf.len() {
+        let Ok(m) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..]) else {
+            // Undecodable: look again rather than miss a change.
+            wanted.read = true;
+            return;
+        };
+        let len = m.header.length as usize;
+        if len == 0 {
+            return;
+        }
+        off += (len + 3) & !3;
+        match m.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n))
+                if n.header.ifindex == ifindex =>
+            {
+                wanted.read = true
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(n))
+                if n.header.ifindex == ifindex =>
+            {
+                wanted.probe = true
+            }
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+                if l.header.index == ifindex =>
+            {
+                wanted.read = true
+            }
+            _ => {}
+        }
+    }
+}
+
+fn watch_loop(
+    sock: Socket,
+    shared: std::sync::Arc<std::sync::Mutex<Watched>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tx: tokio::sync::mpsc::Sender<L2Map>,
+) {
+    let mut buf = vec![0u8; 1 << 16];
+    let mut wanted = Wanted::default();
+    let mut first_event: Option<Instant> = None;
+    let mut last_probe = Instant::now();
+    let mut last_periodic = Instant::now();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) && !tx.is_closed() {
+        let ifindex = shared.lock().unwrap_or_else(|e| e.into_inner()).ifindex;
+        match sock.recv(&mut &mut buf[..], 0) {
+            Ok(n) => {
+                let before = wanted.read || wanted.probe;
+                classify(&buf[..n], ifindex, &mut wanted);
+                if !before && (wanted.read || wanted.probe) {
+                    first_event = Some(Instant::now());
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // Events were lost: resolve everything.
+                wanted.probe = true;
+                first_event.get_or_insert_with(Instant::now);
+            }
+            Err(_) => {} // timeout (EAGAIN) or a transient error: fall through to timers
+        }
+        let periodic = last_periodic.elapsed() >= REFRESH_PERIOD;
+        let settled = first_event.is_some_and(|t| t.elapsed() >= DEBOUNCE);
+        if !periodic && !settled {
+            continue;
+        }
+        let probe = (periodic || wanted.probe) && last_probe.elapsed() >= MIN_PROBE_INTERVAL;
+        if !probe && !wanted.read && !periodic {
+            // A deletion inside the probe interval: keep it for the next round.
+            continue;
+        }
+        if periodic {
+            last_periodic = Instant::now();
+        }
+        if probe {
+            last_probe = Instant::now();
+            wanted.probe = false;
+        }
+        wanted.read = false;
+        if !wanted.probe {
+            first_event = None;
+        }
+        let (ifindex, backends) = {
+            let w = shared.lock().unwrap_or_else(|e| e.into_inner());
+            (w.ifindex, w.backends.clone())
+        };
+        if backends.is_empty() {
+            continue;
+        }
+        let timeout = if probe {
+            REFRESH_TIMEOUT
+        } else {
+            Duration::ZERO
+        };
+        let (resolved, _) = resolve_with(ifindex, &backends, timeout, probe && periodic);
+        let next = {
+            let mut w = shared.lock().unwrap_or_else(|e| e.into_inner());
+            if w.ifindex != ifindex || w.backends != backends {
+                continue; // a reload changed the set meanwhile: the next round uses it
+            }
+            let mut next = w.current.clone();
+            next.retain(|a, _| backends.contains(a));
+            for (a, l2) in &resolved {
+                match next.get(a) {
+                    Some(old) if old == l2 => {}
+                    Some(old) => tracing::info!(
+                        backend = %a,
+                        old = %fmt_mac(&old.dst),
+                        new = %fmt_mac(&l2.dst),
+                        "backend link-layer address changed"
+                    ),
+                    None => tracing::info!(
+                        backend = %a,
+                        mac = %fmt_mac(&l2.dst),
+                        "backend resolved"
+                    ),
+                }
+            }
+            next.extend(resolved);
+            if next == w.current {
+                continue;
+            }
+            w.current = next.clone();
+            next
+        };
+        if tx.blocking_send(next).is_err() {
+            return;
+        }
+    }
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
+/// The backends of a config's L4 services, sorted and without duplicates.
+pub fn l4_backends(config: &crate::config::Config) -> Vec<IpAddr> {
+    let mut backends: Vec<IpAddr> = config
+        .services
+        .iter()
+        .filter(|s| s.mode.is_l4())
+        .flat_map(|s| s.backends.iter().map(|b| b.addr))
+        .collect();
+    backends.sort();
+    backends.dedup();
+    backends
+}
+
+impl Watcher {
+    /// [`Watcher::start`] for the L4 backends of `config` on its XDP interface, from the
+    /// addresses `l2` the daemon resolved. `None` (logged) when there is nothing to watch
+    /// or the watcher cannot start; the channel then never yields.
+    pub fn for_config(
+        config: &crate::config::Config,
+        l2: &L2Map,
+    ) -> (Option<Watcher>, tokio::sync::mpsc::Receiver<L2Map>) {
+        let backends = l4_backends(config);
+        let started = match crate::preflight::check_interface(&config.xdp.interface) {
+            Ok(ifindex) => Watcher::start(ifindex, backends, l2.clone()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match started {
+            Ok((w, rx)) => (Some(w), rx),
+            Err(e) => {
+                tracing::warn!(error = %e, "backend MAC refresh disabled");
+                (None, tokio::sync::mpsc::channel(1).1)
+            }
+        }
+    }
+
+    /// [`Watcher::update`] from a reloaded config and the addresses resolved for it.
+    pub fn update_for(&self, config: &crate::config::Config, l2: &L2Map) {
+        if let Ok(ifindex) = crate::preflight::check_interface(&config.xdp.interface) {
+            self.update(ifindex, l4_backends(config), l2.clone());
+        }
+    }
 }

@@ -108,6 +108,8 @@ struct Daemon {
     config: Config,
     dp: DataPlane,
     l2: L2Map,
+    /// Follows backend MAC changes after start (see `neigh::Watcher`).
+    neigh: Option<crate::neigh::Watcher>,
     control: Arc<Control>,
     http: Frontends,
     stop: watch::Receiver<bool>,
@@ -174,6 +176,9 @@ impl Daemon {
             return Err(format!("reload failed, running config restored: {e}"));
         }
         let http = self.http.commit(staged);
+        if let Some(w) = &self.neigh {
+            w.update_for(&self.config, &self.l2);
+        }
         let mut msg = format!("config reloaded: {} services", self.config.services.len());
         if !http.is_empty() {
             msg.push_str("; ");
@@ -181,6 +186,21 @@ impl Daemon {
         }
         info!("{msg}");
         Ok(msg)
+    }
+
+    /// The neighbour watcher saw backends' Ethernet addresses change (a replaced NIC, a
+    /// backend that resolved late): rewrite the L4 maps with them.
+    fn on_l2(&mut self, l2: L2Map) {
+        self.l2.extend(l2);
+        match apply_l4(
+            &mut self.dp,
+            &self.config,
+            &self.l2,
+            &self.control.statuses(),
+        ) {
+            Ok(()) => info!("L4 maps updated with new backend link-layer addresses"),
+            Err(e) => warn!(error = %e, "updating the L4 maps with new backend addresses failed"),
+        }
     }
 
     /// A new server status publication: rewrite the L4 maps.
@@ -315,6 +335,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
 
     let mut dp = prepare(&config)?;
     let l2 = tokio::task::block_in_place(|| resolve_l2(&config))?;
+    let (neigh, mut l2_rx) = crate::neigh::Watcher::for_config(&config, &l2);
     let http = Frontends::start(&config)?;
     let (control, mut l4_rx, mut plane_rx) = Control::new(Arc::new(config.clone()), http.handles());
     apply_l4(&mut dp, &config, &l2, &control.statuses())?;
@@ -394,6 +415,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         config,
         dp,
         l2,
+        neigh,
         control,
         http,
         stop,
@@ -426,6 +448,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 PlaneRequest::Reload(tx) => { let _ = tx.send(reload_with_vrrp(&mut d, members.as_ref())); }
                 PlaneRequest::ShowFlows(filter, tx) => { let _ = tx.send(d.show_flows(filter)); }
             },
+            Some(l2) = l2_rx.recv() => d.on_l2(l2),
             Ok(()) = l4_rx.changed() => {
                 let st = l4_rx.borrow_and_update().clone();
                 d.on_status(&st);
