@@ -332,6 +332,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(RunError::Signals)?;
+    let mut usr2 = signal(SignalKind::user_defined2()).map_err(RunError::Signals)?;
 
     let mut dp = prepare(&config)?;
     let l2 = tokio::task::block_in_place(|| resolve_l2(&config))?;
@@ -369,6 +370,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         );
         None
     } else {
+        // An lb stopped for upgrade left XDP attached: adopt it now, so that it is ours
+        // to detach should this node start as BACKUP.
+        if dp.has_pinned_link() {
+            dp.attach(
+                &config.xdp.interface,
+                config.xdp.mode,
+                config.xdp.generic_fallback,
+            )?;
+        }
         let m = Membership::start(
             &config.vrrp,
             Some(vrrp::status_path(&config.instance)),
@@ -422,6 +432,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     };
     let mut masters = std::collections::HashSet::new();
     let mut stopping = false;
+    // SIGUSR2 stops for upgrade: XDP stays attached (its link pinned) with the pinned maps,
+    // and the next `lb run` takes it over; no VRRP hand-over (docs/upgrade.md).
+    let mut upgrade = false;
     // The first SIGTERM/SIGINT stops gracefully: a VRRP master sends priority 0 but keeps
     // serving its VIPs until the successor announces itself; a second signal stops at once.
     let signal = loop {
@@ -439,6 +452,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             Some(ev) = roles.recv() => d.on_role(ev, &mut masters),
             r = async { match members.as_mut() { Some(m) => m.join_next().await, None => std::future::pending().await } }, if stopping => {
                 if r.is_none() { break "SIGTERM"; }
+            }
+            _ = usr2.recv() => {
+                info!(signal = "SIGUSR2", "stopping for upgrade: XDP stays attached for the next lb");
+                upgrade = true;
+                if let Some(m) = members.as_mut() { m.abort(); }
+                break "SIGUSR2";
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading the config");
@@ -461,9 +480,27 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     }
     let _ = stop_tx.send(true);
     d.http.stop().await;
-    // Dropping the program detaches it; pinned maps stay for the next start.
+    // Dropping the program detaches it unless its link was pinned for an upgrade; pinned
+    // maps stay for the next start either way.
     let interface = d.config.xdp.interface.clone();
+    let kept = upgrade
+        && match tokio::task::block_in_place(|| d.dp.leave_attached()) {
+            Ok(Some(pin)) => {
+                info!(interface = %interface, pin = %pin.display(), "XDP left attached with its pinned maps; the next lb run takes it over");
+                true
+            }
+            Ok(None) => {
+                info!(interface = %interface, "XDP is not attached (VRRP backup); nothing to hand over");
+                false
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot leave XDP attached; detaching");
+                false
+            }
+        };
     drop(d);
-    info!(interface = %interface, "XDP detached");
+    if !kept {
+        info!(interface = %interface, "XDP detached");
+    }
     Ok(())
 }

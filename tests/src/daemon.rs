@@ -166,6 +166,11 @@ impl Daemon {
         self._config.path()
     }
 
+    /// The exit status if the daemon has exited (e.g. after a signal), else `None`.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        self.proc.try_wait()
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.proc.pid()

@@ -10,6 +10,7 @@ pub mod decap;
 mod flows;
 mod l4;
 mod object;
+pub mod pins;
 pub mod stats;
 pub mod testrun;
 
@@ -87,6 +88,22 @@ pub enum DataPlaneError {
         map: &'static str,
         /// The aya error.
         source: MapError,
+    },
+    /// A pin of an earlier run could not be removed or created.
+    #[error("pin {}: {source}", path.display())]
+    Pin {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The XDP link cannot be left attached (only `bpf_link` attachments can be pinned).
+    #[error("XDP on {interface} cannot be left attached: {why}")]
+    KeepAttached {
+        /// The interface.
+        interface: String,
+        /// Why.
+        why: String,
     },
     /// Attaching failed in every mode that was allowed.
     #[error("{}", attach_message(interface, tried))]
@@ -185,6 +202,22 @@ impl DataPlane {
             path: pin_dir.to_path_buf(),
             source,
         })?;
+        // Pins of a build with another map layout would be misread by this program:
+        // replace them (their flows are lost, which a restart of that build loses anyway).
+        let stale = pins::mismatches(object, pin_dir);
+        if !stale.is_empty() {
+            let list: Vec<String> = stale.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                pin_dir = %pin_dir.display(),
+                "pinned maps were made by an lb build with another map layout ({}); replacing them: \
+                 established L4 flows are re-picked",
+                list.join("; ")
+            );
+            pins::remove_maps(pin_dir).map_err(|source| DataPlaneError::Pin {
+                path: pin_dir.to_path_buf(),
+                source,
+            })?;
+        }
         let paths: Vec<(&'static str, PathBuf)> =
             names::ALL.iter().map(|&n| (n, pin_dir.join(n))).collect();
         let mut loader = EbpfLoader::new();
@@ -266,6 +299,45 @@ impl DataPlane {
         if fallback && mode == AttachMode::Native {
             modes.push(AttachMode::Generic);
         }
+        // An lb stopped for upgrade left its link pinned: replace its program atomically
+        // (bpf_link_update), so packets never meet an interface without one.
+        let pin = pins::link_pin(&self.pin_dir, interface, mode);
+        for other in pins::other_links(&self.pin_dir, &pin) {
+            tracing::warn!(pin = %other.display(), "removing an XDP link an earlier lb left on another interface or mode (detaches it)");
+            std::fs::remove_file(&other).map_err(|source| DataPlaneError::Pin {
+                path: other.clone(),
+                source,
+            })?;
+        }
+        if pin.exists() {
+            match aya::programs::links::PinnedLink::from_pin(&pin)
+                .map_err(|e| error_chain(&e))
+                .and_then(|p| {
+                    aya::programs::xdp::XdpLink::try_from(aya::programs::links::FdLink::from(p))
+                        .map_err(|e| error_chain(&e))
+                })
+                .and_then(|link| prog.attach_to_link(link).map_err(|e| error_chain(&e)))
+            {
+                Ok(link) => {
+                    // The link is ours now (held by our fd); the pin would outlive us.
+                    let _ = std::fs::remove_file(&pin);
+                    tracing::info!(
+                        interface,
+                        mode = mode.as_str(),
+                        "took over the XDP program an earlier lb left attached; its flows continue"
+                    );
+                    self.attached = Some((interface.to_string(), mode, link));
+                    return Ok(mode);
+                }
+                Err(why) => {
+                    tracing::warn!(pin = %pin.display(), error = %why, "cannot take over the pinned XDP link; replacing it");
+                    std::fs::remove_file(&pin).map_err(|source| DataPlaneError::Pin {
+                        path: pin.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
         let mut tried = Vec::new();
         for m in modes {
             let xdp_mode = match m {
@@ -289,6 +361,49 @@ impl DataPlane {
     /// Where the program is attached, if it is.
     pub fn attached(&self) -> Option<(&str, AttachMode)> {
         self.attached.as_ref().map(|(i, m, _)| (i.as_str(), *m))
+    }
+
+    /// Whether an earlier `lb` stopped for upgrade left an XDP link pinned for this
+    /// instance (a start takes it over with [`DataPlane::attach`]).
+    pub fn has_pinned_link(&self) -> bool {
+        std::fs::read_dir(&self.pin_dir).is_ok_and(|rd| {
+            rd.filter_map(Result::ok).any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(pins::LINK_PREFIX))
+            })
+        })
+    }
+
+    /// Stop for upgrade: pins the XDP link so the program stays attached, with its pinned
+    /// maps, after this process exits; the next start takes it over. Returns the pin, or
+    /// `None` when the program is not attached (a VRRP backup).
+    pub fn leave_attached(&mut self) -> Result<Option<PathBuf>, DataPlaneError> {
+        let Some((interface, mode, id)) = self.attached.take() else {
+            return Ok(None);
+        };
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataPlaneError::Program(ProgramError::NotLoaded))?
+            .try_into()
+            .map_err(DataPlaneError::Program)?;
+        let link = prog.take_link(id).map_err(DataPlaneError::Program)?;
+        let fd = aya::programs::links::FdLink::try_from(link).map_err(|e| {
+            DataPlaneError::KeepAttached {
+                interface: interface.clone(),
+                why: format!(
+                    "{} (the kernel attached it without bpf_link)",
+                    error_chain(&e)
+                ),
+            }
+        })?;
+        let pin = pins::link_pin(&self.pin_dir, &interface, mode);
+        fd.pin(&pin).map_err(|e| DataPlaneError::KeepAttached {
+            interface,
+            why: error_chain(&e),
+        })?;
+        Ok(Some(pin))
     }
 
     /// Detaches the program (a VRRP backup); it stays loaded and the maps stay pinned, so

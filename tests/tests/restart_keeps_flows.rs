@@ -1,0 +1,463 @@
+//! Issue 7 acceptance 4: restart without losing L4 flows. `lb run` stopped for upgrade
+//! (SIGUSR2) leaves its XDP program attached with the pinned maps; the next `lb run` of the
+//! same instance takes the link over (atomic program replacement), so a long-lived TCP
+//! stream through a `dsr` VIP keeps flowing on the same backend, with no reset, before,
+//! during and after the restart; new connections work. Pins left by a build with another
+//! map layout are detected and replaced with a message.
+//!
+//! Topology: h0 client, h1 lb, h2..h4 backends b1..b3 (the VIP on their `lo`), each a line
+//! server on port 80 answering every line with its name.
+
+use anyhow::{bail, ensure, Context, Result};
+use lb_tests::{
+    daemon::{Daemon, Instance},
+    netns::{Netns, NsProcess, Topology},
+    require::{self, lb_bin},
+};
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    process::Stdio,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 100);
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// Bound on the stream's life, whatever happens.
+const STREAM_LIMIT: Duration = Duration::from_secs(90);
+/// Pause between two pings on the stream.
+const PING_EVERY: Duration = Duration::from_millis(10);
+
+/// A line server on port 80 answering every line with its name; stops when dropped.
+struct Backend {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
+    let l = ns.run(|| TcpListener::bind("0.0.0.0:80"))??;
+    l.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (name, st) = (name.to_string(), stop.clone());
+    std::thread::spawn(move || {
+        while !st.load(Ordering::SeqCst) {
+            let Ok((s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            let (name, st) = (name.clone(), st.clone());
+            std::thread::spawn(move || {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                let Ok(r) = s.try_clone() else { return };
+                let mut r = BufReader::new(r);
+                let started = Instant::now();
+                while !st.load(Ordering::SeqCst) && started.elapsed() < STREAM_LIMIT * 2 {
+                    let mut line = String::new();
+                    match r.read_line(&mut line) {
+                        Ok(0) => return,
+                        Ok(_) => {
+                            if (&s).write_all(format!("{name}\n").as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                            ) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    Ok(Backend { stop })
+}
+
+/// One line over `s`; the backend's name.
+fn ask(s: &TcpStream, r: &mut BufReader<TcpStream>) -> Result<String> {
+    (&*s).write_all(b"ping\n")?;
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        bail!("stream closed");
+    }
+    Ok(line.trim().to_string())
+}
+
+fn connect() -> Result<TcpStream> {
+    let s = TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 80), IO_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    Ok(s)
+}
+
+/// A short connection: one line, the backend's name.
+fn fetch() -> Result<String> {
+    let s = connect()?;
+    let mut r = BufReader::new(s.try_clone()?);
+    ask(&s, &mut r)
+}
+
+/// What the long-lived stream saw: the backends that answered, failures, longest gap.
+#[derive(Debug, Default)]
+struct StreamLog {
+    answers: Vec<String>,
+    error: Option<String>,
+    longest_gap: Duration,
+}
+
+/// Pings a long-lived stream from the client namespace until `stop`; the first answer is
+/// in the log when this returns.
+fn start_stream(
+    client: &Netns,
+    stop: Arc<AtomicBool>,
+) -> Result<(Arc<Mutex<StreamLog>>, std::thread::JoinHandle<()>)> {
+    let log = Arc::new(Mutex::new(StreamLog::default()));
+    let ns = std::fs::File::open(client.path())?;
+    let (l, first) = (log.clone(), Arc::new(AtomicBool::new(false)));
+    let f = first.clone();
+    let h = std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let lock = || l.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: setns on a namespace fd changes only this thread's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            lock().error = Some(format!("setns: {}", std::io::Error::last_os_error()));
+            f.store(true, Ordering::SeqCst);
+            return;
+        }
+        let run = || -> Result<()> {
+            let s = connect()?;
+            let mut r = BufReader::new(s.try_clone()?);
+            let started = Instant::now();
+            let mut last = Instant::now();
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < STREAM_LIMIT {
+                let name = ask(&s, &mut r)?;
+                let gap = last.elapsed();
+                last = Instant::now();
+                let mut g = lock();
+                g.answers.push(name);
+                g.longest_gap = g.longest_gap.max(gap);
+                drop(g);
+                f.store(true, Ordering::SeqCst);
+                std::thread::sleep(PING_EVERY);
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            lock().error = Some(format!("{e:#}"));
+        }
+        f.store(true, Ordering::SeqCst);
+    });
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while !first.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok((log, h))
+}
+
+fn config(instance: &str, socket: &str, backends: &[(&str, Ipv4Addr)]) -> String {
+    let mut s = format!(
+        r#"instance = "{instance}"
+[xdp]
+interface = "eth0"
+[admin]
+socket = "{socket}"
+
+[[service]]
+name = "l4"
+vip = "{VIP}"
+port = 80
+mode = "dsr"
+"#
+    );
+    for (name, addr) in backends {
+        s.push_str(&format!(
+            "[[service.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n"
+        ));
+    }
+    s
+}
+
+/// The id of the XDP program attached to `eth0` in `ns`, if any.
+fn xdp_prog_id(ns: &Netns) -> Result<Option<u64>> {
+    let out = ns.exec_stdout(&["ip", "-j", "-d", "link", "show", "eth0"])?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v[0]["xdp"]["prog"]["id"]
+        .as_u64()
+        .or_else(|| v[0]["xdp"]["attached"][0]["prog"]["id"].as_u64()))
+}
+
+/// Waits for the daemon's exit after a signal; its exit status must be success.
+fn wait_exit(d: &mut Daemon) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(st) = d.try_wait()? {
+            ensure!(st.success(), "lb exited with {st}:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(50));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("lb did not exit:\n{}", d.log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
+    if !require::privileged("stop_for_upgrade_and_restart_keeps_an_open_l4_stream") {
+        return Ok(());
+    }
+    if !require::program("bpftool") {
+        return Ok(());
+    }
+    let inst = Instance::new("rst");
+    let topo = Topology::builder("rst")
+        .hosts(5)
+        .disable_tx_offload(true)
+        .build()?;
+    let client = topo.host(0).ns();
+    let lbh = topo.host(1);
+    client.ip(&[
+        "route",
+        "add",
+        "198.19.0.0/24",
+        "via",
+        &lbh.ipv4().to_string(),
+    ])?;
+    let names = ["b1", "b2", "b3"];
+    let mut backends = Vec::new();
+    let mut list = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let ns = topo.host(i + 2).ns();
+        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        backends.push(start_backend(ns, name)?);
+        list.push((*name, topo.host(i + 2).ipv4()));
+    }
+    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
+    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
+    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
+    peer.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _peer = NsProcess::spawn(peer)?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let sock_dir = tempfile::tempdir()?;
+    let socket = sock_dir.path().join("lb.sock").display().to_string();
+    let text = config(inst.name(), &socket, &list);
+    let mut old = Daemon::start(lbh.ns(), &text)?;
+    let old_prog = xdp_prog_id(lbh.ns())?.context("XDP attached")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stream, pinger) = start_stream(client, stop.clone())?;
+    let mut pinger = Some(pinger);
+    let owner = {
+        let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+        g.answers
+            .first()
+            .cloned()
+            .with_context(|| format!("first answer: {:?}", g.error))?
+    };
+    println!("stream on {owner}, XDP program {old_prog}");
+
+    let outcome = (|| -> Result<()> {
+        // Stop for upgrade: the process exits, XDP stays attached with its link pinned.
+        old.signal(libc::SIGUSR2)?;
+        wait_exit(&mut old)?;
+        ensure!(
+            old.log().contains("XDP left attached"),
+            "the old lb says it left XDP attached:\n{}",
+            old.log()
+        );
+        let pin = inst.pin_dir().join("xdp_link-native-eth0");
+        ensure!(pin.exists(), "the link is pinned at {}", pin.display());
+        ensure!(
+            xdp_prog_id(lbh.ns())? == Some(old_prog),
+            "the old program is still attached with no lb running"
+        );
+        // No lb process: the old program keeps forwarding the stream and new flows.
+        let seen = stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answers
+            .len();
+        std::thread::sleep(Duration::from_millis(500));
+        let now = stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answers
+            .len();
+        ensure!(
+            now > seen + 10,
+            "the stream flows with no lb running ({seen} -> {now})"
+        );
+        let gap_fetch = client.run(fetch)??;
+        println!(
+            "between the two processes: stream +{} answers, a new connection reached {gap_fetch}",
+            now - seen
+        );
+
+        // The new lb takes the link over.
+        let new = Daemon::start(lbh.ns(), &text)?;
+        ensure!(
+            new.log().contains("took over the XDP program"),
+            "the new lb says it took over:\n{}",
+            new.log()
+        );
+        ensure!(!new.log().contains("another map layout"), "{}", new.log());
+        ensure!(!pin.exists(), "the pin is removed once the link is ours");
+        let new_prog = xdp_prog_id(lbh.ns())?.context("XDP attached")?;
+        ensure!(new_prog != old_prog, "the new program replaced the old one");
+        println!("new XDP program {new_prog} replaced {old_prog}");
+        std::thread::sleep(Duration::from_millis(500));
+        let fetched = client.run(|| (0..30).map(|_| fetch()).collect::<Result<Vec<_>>>())??;
+        ensure!(fetched.len() == 30, "new connections work");
+        let mut spread = fetched.clone();
+        spread.sort();
+        spread.dedup();
+        println!("30 new connections after the restart reached {spread:?}");
+        // The stream ends before the lb stops (a detach would stall it).
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        if let Some(p) = pinger.take() {
+            let _ = p.join();
+        }
+        let mut new = new;
+        ensure!(new.stop()?.success(), "normal stop");
+        ensure!(new.log().contains("XDP detached"), "{}", new.log());
+        ensure!(
+            xdp_prog_id(lbh.ns())?.is_none(),
+            "SIGTERM detaches as before"
+        );
+        Ok(())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    if let Some(p) = pinger.take() {
+        let _ = p.join();
+    }
+    outcome.with_context(|| old.log())?;
+    let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "stream: {} answers, longest gap {:?}, error {:?}",
+        g.answers.len(),
+        g.longest_gap,
+        g.error
+    );
+    ensure!(
+        g.error.is_none(),
+        "the stream was never reset: {:?}",
+        g.error
+    );
+    ensure!(
+        g.answers.iter().all(|n| *n == owner),
+        "the stream stayed on {owner}"
+    );
+    ensure!(
+        g.longest_gap < Duration::from_secs(1),
+        "no pause in the stream: longest gap {:?}",
+        g.longest_gap
+    );
+    drop(g);
+    drop(backends);
+    Ok(())
+}
+
+#[test]
+fn pins_of_another_map_layout_are_replaced_with_a_message() -> Result<()> {
+    if !require::privileged("pins_of_another_map_layout_are_replaced_with_a_message") {
+        return Ok(());
+    }
+    if !require::program("bpftool") {
+        return Ok(());
+    }
+    let inst = Instance::new("rsl");
+    let topo = Topology::builder("rsl")
+        .hosts(3)
+        .disable_tx_offload(true)
+        .build()?;
+    let client = topo.host(0).ns();
+    let lbh = topo.host(1);
+    client.ip(&[
+        "route",
+        "add",
+        "198.19.0.0/24",
+        "via",
+        &lbh.ipv4().to_string(),
+    ])?;
+    let bns = topo.host(2).ns();
+    bns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+    let _b = start_backend(bns, "b1")?;
+    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
+    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
+    peer.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _peer = NsProcess::spawn(peer)?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    // What an older build would have left: lb_backends with another value size.
+    let dir = inst.pin_dir();
+    std::fs::create_dir_all(&dir)?;
+    let stale = dir.join("lb_backends");
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create"])
+        .arg(&stale)
+        .args([
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "12",
+            "entries",
+            "16",
+            "name",
+            "lb_backends",
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "bpftool map create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let sock_dir = tempfile::tempdir()?;
+    let socket = sock_dir.path().join("lb.sock").display().to_string();
+    let mut d = Daemon::start(
+        lbh.ns(),
+        &config(inst.name(), &socket, &[("b1", topo.host(2).ipv4())]),
+    )?;
+    let log = d.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("another map layout"))
+        .with_context(|| format!("the stale pin is reported:\n{log}"))?;
+    println!("{line}");
+    ensure!(
+        line.contains("lb_backends") && line.contains("value 12 B"),
+        "the message names the map and its layout: {line}"
+    );
+    let show = std::process::Command::new("bpftool")
+        .args(["-j", "map", "show", "pinned"])
+        .arg(&stale)
+        .output()?;
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout)?;
+    ensure!(
+        v["value_size"].as_u64() != Some(12) && v["max_entries"].as_u64() != Some(16),
+        "the pin now holds this build's map: {v}"
+    );
+    let got = client.run(|| (0..5).map(|_| fetch()).collect::<Result<Vec<_>>>())??;
+    ensure!(got.iter().all(|n| n == "b1"), "serving: {got:?}");
+    ensure!(d.stop()?.success());
+    Ok(())
+}
