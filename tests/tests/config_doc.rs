@@ -53,6 +53,10 @@ fn every_config_key_is_documented() -> Result<()> {
             "timeout",
             format!("{BASE}{HTTP_SERVICE}[service.http]\ntimeout = {{ zz_unknown = 1 }}\n"),
         ),
+        (
+            "[service.http.stats]",
+            format!("{BASE}{HTTP_SERVICE}[service.http]\n[service.http.stats]\nzz_unknown = 1\n"),
+        ),
         ("[service.health]", format!("{BASE}{HTTP_SERVICE}[service.health]\nzz_unknown = 1\n")),
         ("[[service.server]]", format!("{BASE}{HTTP_SERVICE}{SERVER}zz_unknown = 1\n")),
         (

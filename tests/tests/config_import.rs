@@ -130,8 +130,25 @@ fn seed_imports_and_passes_check() -> Result<()> {
     assert!(out.contains("OK (1 service, interface lb0)"), "{out}");
     assert!(!err.contains("warning"), "{err}");
 
+    // The seed's stats lines: the page at HAProxy's default uri, the seed's user.
+    let stats = http.stats.as_ref().context("stats page enabled")?;
+    assert_eq!(stats.uri, "/haproxy?stats");
+    assert_eq!(
+        (
+            stats.users[0].name.as_str(),
+            stats.users[0].password.as_str()
+        ),
+        ("someuser", "somepassword")
+    );
+
     // Translated lines are not listed as untranslated.
-    for l in ["haproxy.cfg:31:", "haproxy.cfg:32:", "haproxy.cfg:33:"] {
+    for l in [
+        "haproxy.cfg:25:",
+        "haproxy.cfg:26:",
+        "haproxy.cfg:31:",
+        "haproxy.cfg:32:",
+        "haproxy.cfg:33:",
+    ] {
         assert!(!notes.contains(l), "{l} is translated now:\n{notes}");
     }
 
@@ -144,8 +161,6 @@ fn seed_imports_and_passes_check() -> Result<()> {
         "haproxy.cfg:12: not translated: `log global`",
         "haproxy.cfg:14: not needed: `option httplog`",
         "haproxy.cfg:15: not translated: `option dontlognull`",
-        "haproxy.cfg:25: not translated: `stats enable`",
-        "haproxy.cfg:26: not translated: `stats auth someuser:somepassword`",
         "wackamole.conf:1: not needed: `Spread = 4803`",
         "wackamole.conf:6: check: `Prefer None`",
         "wackamole.conf:12: not needed: `Arp-Cache = 60s`",

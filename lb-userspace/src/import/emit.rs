@@ -338,14 +338,29 @@ fn service(
     }
 }
 
+/// Writes the pending keys of `table` (`None`: the service's own), the key being the
+/// part after the last dot (`http.stats.auth` is `auth` of `[service.http.stats]`). A
+/// key given on several lines (`stats auth`) becomes a list.
 fn service_level_pending(out: &mut Out, s: &Settings, table: Option<&str>) {
+    let mut done: Vec<&str> = Vec::new();
     for p in &s.pending {
-        let (t, k) = match p.key.split_once('.') {
+        let (t, k) = match p.key.rsplit_once('.') {
             Some((t, k)) => (Some(t), k),
             None => (None, p.key),
         };
-        if t == table {
-            out.line(format!("{k} = {}", pending_value(&p.value)));
+        if t != table || done.contains(&p.key) {
+            continue;
+        }
+        done.push(p.key);
+        let all: Vec<String> = s
+            .pending
+            .iter()
+            .filter(|q| q.key == p.key)
+            .map(|q| pending_value(&q.value))
+            .collect();
+        match all.as_slice() {
+            [one] => out.line(format!("{k} = {one}")),
+            many => out.line(format!("{k} = [{}]", many.join(", "))),
         }
     }
 }
@@ -429,13 +444,17 @@ fn http_service(
         out.line(format!("timeout = {{ {} }}", timeouts.join(", ")));
     }
     service_level_pending(out, s, Some("http"));
-    let mut tables: Vec<&str> = s
+    let mut tables: Vec<&str> = Vec::new();
+    for t in s
         .pending
         .iter()
-        .filter_map(|p| p.key.split_once('.').map(|(t, _)| t))
+        .filter_map(|p| p.key.rsplit_once('.').map(|(t, _)| t))
         .filter(|t| *t != "http")
-        .collect();
-    tables.dedup();
+    {
+        if !tables.contains(&t) {
+            tables.push(t);
+        }
+    }
     for t in tables {
         out.line("");
         out.line(format!("[service.{t}]"));

@@ -142,10 +142,14 @@ pub enum ValueKind {
     Flag,
     /// An HAProxy time (bare numbers are milliseconds): written as `"2s"`, `"500ms"`.
     Duration,
+    /// An HAProxy time whose bare numbers are seconds (`stats refresh`).
+    Seconds,
     /// An integer.
     Int,
     /// The rest of the line as one string (`option httpchk HEAD /check.txt HTTP/1.0`).
     Text,
+    /// One string per line, written as a list when the keyword repeats (`stats auth`).
+    TextList,
 }
 
 /// An HAProxy keyword whose lb key does not exist yet, or just landed.
@@ -165,7 +169,7 @@ pub struct Pending {
 
 const HEALTH_WHY: &str = "health checks translate to [[service.server]] check keys and \
                           [service.health]";
-const STATS_WHY: &str = "lb's config has no stats page yet";
+const STATS_WHY: &str = "stats lines translate to [service.http.stats]";
 
 /// Keywords lb is growing keys for. When a key lands, set `lb: Some("key")` here and the
 /// import writes it instead of listing the line (server keys go into
@@ -260,35 +264,42 @@ pub const PENDING: &[Pending] = &[
         "stats enable",
         Scope::Service,
         ValueKind::Flag,
-        None,
+        Some("http.stats.enable"),
         STATS_WHY,
     ),
     pend(
         "stats auth",
         Scope::Service,
-        ValueKind::Text,
-        None,
+        ValueKind::TextList,
+        Some("http.stats.auth"),
         STATS_WHY,
     ),
     pend(
         "stats uri",
         Scope::Service,
         ValueKind::Text,
-        None,
+        Some("http.stats.uri"),
         STATS_WHY,
     ),
     pend(
         "stats refresh",
         Scope::Service,
-        ValueKind::Duration,
-        None,
+        ValueKind::Seconds,
+        Some("http.stats.refresh"),
         STATS_WHY,
     ),
     pend(
         "stats realm",
         Scope::Service,
         ValueKind::Text,
-        None,
+        Some("http.stats.realm"),
+        STATS_WHY,
+    ),
+    pend(
+        "stats admin",
+        Scope::Service,
+        ValueKind::Flag,
+        Some("http.stats.admin"),
         STATS_WHY,
     ),
 ];
@@ -478,6 +489,50 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(120)), "120s");
         assert_eq!(fmt_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(fmt_duration(Duration::from_micros(250)), "250us");
+    }
+
+    #[test]
+    fn stats_lines_translate_to_the_stats_table() {
+        let dir = std::env::temp_dir().join(format!("lb-import-stats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            "listen webfarm 198.18.0.99:80\n  mode http\n  stats enable\n  stats uri /admin?stats\n\
+             \x20 stats auth someuser:somepassword\n  stats auth ops:p:w\n  stats refresh 10\n\
+             \x20 stats realm Haproxy\\ Statistics\n  stats admin if TRUE\n\
+             \x20 server webA 198.18.0.102:80\n",
+        )
+        .unwrap();
+        let out = import(&Options {
+            haproxy: cfg,
+            keepalived: None,
+            wackamole: None,
+            interface: Some("eth0".into()),
+            map: AddrMap::parse::<&str>(&[]).unwrap(),
+        })
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(out.check.is_ok(), "{:?}\n{}", out.check, out.toml);
+        assert!(out.toml.contains("[service.http.stats]"), "{}", out.toml);
+        assert!(
+            out.toml
+                .contains("auth = [\"someuser:somepassword\", \"ops:p:w\"]"),
+            "{}",
+            out.toml
+        );
+        assert!(out.notes.is_empty(), "{:#?}", out.notes);
+        let c = crate::config::parse(Path::new("t.toml"), &out.toml).unwrap();
+        let st = c.services[0]
+            .http
+            .as_ref()
+            .and_then(|h| h.stats.clone())
+            .unwrap();
+        assert_eq!(st.uri, "/admin?stats");
+        assert_eq!(st.users.len(), 2);
+        assert_eq!(st.refresh, Some(Duration::from_secs(10)), "bare: seconds");
+        assert_eq!(st.realm, "Haproxy Statistics");
+        assert!(st.admin);
     }
 
     #[test]
