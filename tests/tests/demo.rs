@@ -221,7 +221,8 @@ fn demo_walks_through_every_step_and_leaves_nothing() -> Result<()> {
         "Server webfarm/webA is UP",
         "first via lb2 at",
         "# pxname,svname",
-        "stats page: coming; CSV via lb show stat",
+        "stats page: http://198.18.0.99/haproxy?stats  user someuser  password somepassword",
+        "without credentials: 401; with them: 200",
     ] {
         assert!(out.contains(needle), "{needle:?} missing:\n{out}");
     }

@@ -855,7 +855,11 @@ fn step7(d: &Demo) -> Result<String> {
     let sock = demo::socket(&LB2).display().to_string();
     shell(&format!("lb show stat --socket {sock}"));
     let csv = d.lb_ok(&["show", "stat", "--socket", &sock])?;
-    indent(csv.trim());
+    // HAProxy's 100 columns; the first ones fit a terminal.
+    for l in csv.lines() {
+        let cols: Vec<&str> = l.split(',').collect();
+        indent(&format!("{},...", cols[..cols.len().min(18)].join(",")));
+    }
     let has = |p: &str| csv.lines().any(|l| l.starts_with(p));
     if !csv.starts_with("# pxname,svname") || !has("webfarm,webA,") || !has("webfarm,webB,") {
         bail!("unexpected CSV");
@@ -865,8 +869,39 @@ fn step7(d: &Demo) -> Result<String> {
     say(&format!(
         "  lb set server webfarm/webA state drain --socket {sock}"
     ));
-    say("stats page: coming; CSV via lb show stat (HAProxy's columns)");
-    Ok("lb show stat prints HAProxy's CSV from lb2".into())
+    // The seed's stats page, where HAProxy had it, with the seed's credentials.
+    let url = format!("http://{VIP}{}", demo::STATS_URI);
+    let (user, password) = demo::STATS_AUTH.split_once(':').unwrap_or_default();
+    say(&format!(
+        "stats page: {url}  user {user}  password {password}"
+    ));
+    let addr = SocketAddr::new(VIP.into(), 80);
+    let denied = demo::in_ns(&CLIENT.ns(), || {
+        client::get(addr, demo::STATS_URI, None, REQ_TIMEOUT)
+    })??;
+    let page = demo::in_ns(&CLIENT.ns(), || {
+        client::get_basic(addr, demo::STATS_URI, demo::STATS_AUTH, REQ_TIMEOUT)
+    })??;
+    say(&format!(
+        "GET {url} without credentials: {}; with them: {} ({} bytes of HTML)",
+        denied.status,
+        page.status,
+        page.body.len()
+    ));
+    if denied.status != 401 || page.status != 200 {
+        bail!(
+            "stats page: {} without, {} with credentials",
+            denied.status,
+            page.status
+        );
+    }
+    if !page.body.contains("webA") || !page.body.contains("webB") || !page.body.contains("MASTER") {
+        bail!("the stats page lacks the servers or lb2's MASTER role");
+    }
+    say(&format!(
+        "  also {url};csv, {url};json (same figures as lb show stat); open it in a browser with --keep"
+    ));
+    Ok("lb2's stats page answers 200 with the seed's credentials (401 without); lb show stat prints HAProxy's CSV".into())
 }
 
 fn print_keep() {

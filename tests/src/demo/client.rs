@@ -67,6 +67,48 @@ pub fn get(
     cookie: Option<&str>,
     timeout: Duration,
 ) -> Result<Response> {
+    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: JSESSIONID={c}\r\n"));
+    request(addr, path, &cookie, timeout)
+}
+
+/// `GET path` with HTTP Basic credentials `user:password` (the stats page).
+pub fn get_basic(
+    addr: SocketAddr,
+    path: &str,
+    credentials: &str,
+    timeout: Duration,
+) -> Result<Response> {
+    let auth = format!(
+        "Authorization: Basic {}\r\n",
+        base64(credentials.as_bytes())
+    );
+    request(addr, path, &auth, timeout)
+}
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from_be_bytes([0, b[0], b[1], b[2]]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One request with `extra` header lines (each ending in CRLF).
+fn request(addr: SocketAddr, path: &str, extra: &str, timeout: Duration) -> Result<Response> {
     let start = Instant::now();
     let left = || {
         timeout
@@ -77,10 +119,9 @@ pub fn get(
     let mut s =
         TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connect {addr}"))?;
     s.set_write_timeout(Some(left()?))?;
-    let cookie = cookie.map_or(String::new(), |c| format!("Cookie: JSESSIONID={c}\r\n"));
     s.write_all(
         format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lb-demo\r\n{cookie}Connection: close\r\n\r\n",
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: lb-demo\r\n{extra}Connection: close\r\n\r\n",
             addr.ip()
         )
         .as_bytes(),
@@ -94,8 +135,8 @@ pub fn get(
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => return Err(e).context("reading the response"),
         }
-        if buf.len() > 1 << 20 {
-            bail!("response larger than 1 MiB");
+        if buf.len() > 4 << 20 {
+            bail!("response larger than 4 MiB");
         }
     }
     parse(&buf)
@@ -141,5 +182,17 @@ mod tests {
         assert_eq!(r.peer_ip(), Some("198.18.0.100"));
         assert!(parse(b"HTTP/1.1 200 OK\r\n").is_err());
         assert!(parse(b"garbage\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn base64_encodes() {
+        assert_eq!(
+            base64(b"someuser:somepassword"),
+            "c29tZXVzZXI6c29tZXBhc3N3b3Jk"
+        );
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b""), "");
     }
 }

@@ -43,6 +43,10 @@ pub const VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 99);
 pub const VIP_DSR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 98);
 /// The `dsr` service's port.
 pub const DSR_PORT: u16 = 8080;
+/// The seed's stats page (`stats enable`, HAProxy's default `stats uri`).
+pub const STATS_URI: &str = "/haproxy?stats";
+/// The seed's `stats auth` line.
+pub const STATS_AUTH: &str = "someuser:somepassword";
 /// An address nobody uses: the pass-through `lb decap` programs on the bridge ports
 /// (XDP_TX on a veth needs an XDP program on its peer) decapsulate for it.
 pub const UNUSED: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
@@ -391,6 +395,7 @@ pub fn poke_commands() -> Vec<String> {
         format!("ip netns exec {c} curl -s http://{VIP_DSR}:{DSR_PORT}/"),
         format!("target/debug/lb show vrrp --socket {s2}"),
         format!("target/debug/lb show stat --socket {s2}"),
+        format!("ip netns exec {c} curl -s -u {STATS_AUTH} 'http://{VIP}{STATS_URI};csv'"),
         format!("target/debug/lb show servers state webfarm --socket {s2}"),
         format!("target/debug/lb show flows --socket {s2}"),
         format!("target/debug/lb set server webfarm/webA state drain --socket {s2}"),
