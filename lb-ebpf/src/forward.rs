@@ -72,13 +72,31 @@ pub fn dsr(ctx: &XdpContext, b: &Backend) -> Result<u32, u32> {
     Ok(xdp_action::XDP_TX)
 }
 
-/// The outer source's last 32 bits: the prefix with host bits from the flow hash.
+// Address fields read as whole words: both sit at 4-aligned offsets of 4-aligned map
+// values (a VIP meta also inside a `VipAddrSlot`, at offset 4 of a 4-aligned slot).
+const _: () = assert!(
+    core::mem::offset_of!(VipMeta, encap_src) % 4 == 0
+        && core::mem::align_of::<VipMeta>() >= 4
+        && core::mem::offset_of!(lb_common::vip::VipAddrSlot, meta) % 4 == 0
+        && core::mem::offset_of!(Backend, addr) % 4 == 0
+);
+
+/// Bytes `at..at + 4` (`at` a multiple of 4) of an address field as one native-order
+/// word: one load instead of four byte loads and shifts.
 #[inline(always)]
-fn encap_low32(meta: &VipMeta, at: usize, hash: u32) -> [u8; 4] {
-    let p = &meta.encap_src;
-    let prefix = u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
-    let mask = meta.encap_host_mask;
-    ((prefix & !mask) | (hash & mask)).to_be_bytes()
+fn word_at(a: &[u8; 16], at: usize) -> u32 {
+    // SAFETY: `at + 4 <= 16` at every call site (0 or 12); 4-aligned per the assertion.
+    unsafe { (a.as_ptr().add(at) as *const u32).read() }
+}
+
+/// The outer source's last 32 bits in network order (as a native word): the prefix with
+/// host bits from the flow hash. Byte swaps commute with the masking, so the prefix is
+/// used as stored.
+#[inline(always)]
+fn encap_low32(meta: &VipMeta, at: usize, hash: u32) -> u32 {
+    let prefix = word_at(&meta.encap_src, at);
+    let mask = meta.encap_host_mask.to_be();
+    (prefix & !mask) | (hash.to_be() & mask)
 }
 
 /// IPv4-in-IPv4 or IPv6-in-IPv6 towards `b`, per the packet's family.
@@ -112,7 +130,8 @@ fn ipip_v4<K>(
     // The outer header as ten 16-bit words in memory order, built in registers, summed
     // for the checksum and stored word by word.
     let pair = |a: u8, b: u8| u16::from_ne_bytes([a, b]);
-    let src = encap_low32(meta, 0, hash);
+    let src = encap_low32(meta, 0, hash).to_ne_bytes();
+    let dst = word_at(&b.addr, 0).to_ne_bytes();
     let mut w: [u16; 10] = [
         pair(0x45, flow.tos),
         flow.ip_len
@@ -124,8 +143,8 @@ fn ipip_v4<K>(
         0, // checksum, below
         pair(src[0], src[1]),
         pair(src[2], src[3]),
-        pair(b.addr[0], b.addr[1]),
-        pair(b.addr[2], b.addr[3]),
+        pair(dst[0], dst[1]),
+        pair(dst[2], dst[3]),
     ];
     w[5] = csum::ipv4_header_words(&w);
     // SAFETY: ctx.ctx is the program's context.
@@ -149,7 +168,7 @@ fn ipip_v6<K>(
     hash: u32,
 ) -> Result<u32, u32> {
     let mut saddr = meta.encap_src;
-    let low = encap_low32(meta, 12, hash);
+    let low = encap_low32(meta, 12, hash).to_ne_bytes();
     saddr[12] = low[0];
     saddr[13] = low[1];
     saddr[14] = low[2];
