@@ -67,51 +67,120 @@ impl AccessRecord {
         s
     }
 
-    /// [`AccessRecord::format`] appended to `s` (no allocation of its own).
+    /// [`AccessRecord::format`] appended to `s` (no allocation of its own). Written
+    /// field by field without `core::fmt`, which cost about a sixth of the proxy's
+    /// user-space instructions per request (callgrind, keep-alive).
     pub fn format_into(&self, s: &mut String) {
-        let ip = match self.client {
-            SocketAddr::V6(a) => a
-                .ip()
-                .to_ipv4_mapped()
-                .map_or_else(|| a.ip().to_string(), |v4| v4.to_string()),
-            SocketAddr::V4(a) => a.ip().to_string(),
-        };
-        let _ = write!(
-            s,
-            "{}:{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {}{}{}{} {}/{}/{}/{}/{}{} {}/{} \"",
-            ip,
-            self.client.port(),
-            log_date(self.date),
-            self.frontend,
-            self.backend,
-            self.server.as_deref().unwrap_or("<NOSRV>"),
+        match self.client {
+            SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+                Some(v4) => push_ipv4(s, v4),
+                None => {
+                    let _ = write!(s, "{}", a.ip());
+                }
+            },
+            SocketAddr::V4(a) => push_ipv4(s, *a.ip()),
+        }
+        s.push(':');
+        push_u64(s, u64::from(self.client.port()));
+        s.push_str(" [");
+        log_date_into(s, self.date);
+        s.push_str("] ");
+        s.push_str(&self.frontend);
+        s.push(' ');
+        s.push_str(&self.backend);
+        s.push('/');
+        s.push_str(self.server.as_deref().unwrap_or("<NOSRV>"));
+        for (i, t) in [
             self.t_request,
             self.t_queue,
             self.t_connect,
             self.t_response,
             self.t_active,
-            self.status,
-            self.bytes,
-            self.termination[0],
-            self.termination[1],
-            self.termination[2],
-            self.termination[3],
-            self.actconn,
-            self.feconn,
-            self.beconn,
-            self.srv_conn,
-            if self.redispatched { "+" } else { "" },
-            self.retries,
-            self.srv_queue,
-            self.backend_queue,
-        );
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            s.push(if i == 0 { ' ' } else { '/' });
+            push_i64(s, t);
+        }
+        s.push(' ');
+        push_u64(s, u64::from(self.status));
+        s.push(' ');
+        push_u64(s, self.bytes);
+        s.push_str(" - - ");
+        s.extend(self.termination);
+        for (i, n) in [self.actconn, self.feconn, self.beconn, self.srv_conn]
+            .into_iter()
+            .enumerate()
+        {
+            s.push(if i == 0 { ' ' } else { '/' });
+            push_u64(s, u64::from(n));
+        }
+        s.push('/');
+        if self.redispatched {
+            s.push('+');
+        }
+        push_u64(s, u64::from(self.retries));
+        s.push(' ');
+        push_u64(s, u64::from(self.srv_queue));
+        s.push('/');
+        push_u64(s, u64::from(self.backend_queue));
+        s.push_str(" \"");
         escape_into(s, &self.request_line);
         s.push('"');
     }
 }
 
+/// Decimal digits of `n`, without `core::fmt`.
+fn push_u64(s: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &buf[i..] {
+        s.push(char::from(d));
+    }
+}
+
+fn push_i64(s: &mut String, n: i64) {
+    if n < 0 {
+        s.push('-');
+    }
+    push_u64(s, n.unsigned_abs());
+}
+
+/// `n` with at least `width` digits, zero-padded.
+fn push_padded(s: &mut String, n: u64, width: usize) {
+    let mut digits = 1;
+    let mut m = n / 10;
+    while m > 0 {
+        digits += 1;
+        m /= 10;
+    }
+    for _ in digits..width {
+        s.push('0');
+    }
+    push_u64(s, n);
+}
+
+fn push_ipv4(s: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        push_u64(s, u64::from(o));
+    }
+}
+
 /// HAProxy escapes non-printable bytes and `"` in logged strings as `#XX`.
 fn escape_into(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let bytes = text.as_bytes();
     let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'#';
     let mut start = 0;
@@ -119,7 +188,9 @@ fn escape_into(out: &mut String, text: &str) {
         if !plain(b) {
             // Runs of plain bytes are ASCII, hence valid UTF-8, copied in one go.
             out.push_str(std::str::from_utf8(&bytes[start..i]).unwrap_or_default());
-            let _ = write!(out, "#{b:02X}");
+            out.push('#');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
             start = i + 1;
         }
     }
@@ -128,6 +199,13 @@ fn escape_into(out: &mut String, text: &str) {
 
 /// `dd/Mon/yyyy:HH:MM:SS.mmm` in UTC.
 pub fn log_date(t: SystemTime) -> String {
+    let mut s = String::with_capacity(24);
+    log_date_into(&mut s, t);
+    s
+}
+
+/// [`log_date`] appended to `s`.
+fn log_date_into(s: &mut String, t: SystemTime) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
@@ -139,16 +217,17 @@ pub fn log_date(t: SystemTime) -> String {
         .get((m as usize).wrapping_sub(1))
         .copied()
         .unwrap_or("???");
-    format!(
-        "{:02}/{}/{:04}:{:02}:{:02}:{:02}.{:03}",
-        day,
-        month,
-        y,
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    push_padded(s, u64::from(day), 2);
+    s.push('/');
+    s.push_str(month);
+    s.push('/');
+    push_padded(s, y.max(0).unsigned_abs(), 4);
+    for (sep, v) in [(':', rem / 3600), (':', (rem / 60) % 60), (':', rem % 60)] {
+        s.push(sep);
+        push_padded(s, v, 2);
+    }
+    s.push('.');
+    push_padded(s, u64::from(d.subsec_millis()), 3);
 }
 
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
@@ -338,5 +417,105 @@ mod tests {
             "{}",
             r3.format()
         );
+    }
+
+    /// The hand-written formatter says what `core::fmt` would (the reference below is
+    /// the former implementation), for negative times, IPv6, odd dates.
+    #[test]
+    fn hand_formatting_matches_fmt() {
+        fn reference(r: &AccessRecord) -> String {
+            let ip = match r.client {
+                SocketAddr::V6(a) => a
+                    .ip()
+                    .to_ipv4_mapped()
+                    .map_or_else(|| a.ip().to_string(), |v4| v4.to_string()),
+                SocketAddr::V4(a) => a.ip().to_string(),
+            };
+            let d = r.date.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let (y, m, day) = civil_from_days((d.as_secs() / 86_400) as i64);
+            let rem = d.as_secs() % 86_400;
+            let months = [
+                "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+            ];
+            let date = format!(
+                "{:02}/{}/{:04}:{:02}:{:02}:{:02}.{:03}",
+                day,
+                months[m as usize - 1],
+                y,
+                rem / 3600,
+                (rem / 60) % 60,
+                rem % 60,
+                d.subsec_millis()
+            );
+            format!(
+                "{}:{} [{}] {} {}/{} {}/{}/{}/{}/{} {} {} - - {}{}{}{} {}/{}/{}/{}/{}{} {}/{} \"",
+                ip,
+                r.client.port(),
+                date,
+                r.frontend,
+                r.backend,
+                r.server.as_deref().unwrap_or("<NOSRV>"),
+                r.t_request,
+                r.t_queue,
+                r.t_connect,
+                r.t_response,
+                r.t_active,
+                r.status,
+                r.bytes,
+                r.termination[0],
+                r.termination[1],
+                r.termination[2],
+                r.termination[3],
+                r.actconn,
+                r.feconn,
+                r.beconn,
+                r.srv_conn,
+                if r.redispatched { "+" } else { "" },
+                r.retries,
+                r.srv_queue,
+                r.backend_queue,
+            )
+        }
+        let base = AccessRecord {
+            client: "[2001:db8::7]:65535".parse().expect("addr"),
+            date: UNIX_EPOCH + Duration::from_millis(4_102_444_799_009),
+            frontend: "fe".into(),
+            backend: "be".into(),
+            server: None,
+            t_request: -1,
+            t_queue: -1,
+            t_connect: i64::MAX,
+            t_response: 0,
+            t_active: 1_000_000,
+            status: 503,
+            bytes: u64::MAX,
+            termination: ['s', 'C', '-', '-'],
+            actconn: 0,
+            feconn: u32::MAX,
+            beconn: 10,
+            srv_conn: 9,
+            retries: 3,
+            redispatched: true,
+            srv_queue: 100,
+            backend_queue: 0,
+            request_line: String::new(),
+        };
+        let mapped = AccessRecord {
+            client: "[::ffff:198.18.0.1]:1".parse().expect("addr"),
+            date: UNIX_EPOCH + Duration::from_millis(86_399_999),
+            t_connect: i64::MIN,
+            redispatched: false,
+            ..base.clone()
+        };
+        let v4 = AccessRecord {
+            client: "0.0.0.0:0".parse().expect("addr"),
+            date: UNIX_EPOCH,
+            ..base.clone()
+        };
+        for r in [base, mapped, v4] {
+            let mut want = reference(&r);
+            want.push('"');
+            assert_eq!(r.format(), want);
+        }
     }
 }

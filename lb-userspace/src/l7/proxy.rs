@@ -234,6 +234,8 @@ struct ConnInfo {
     peer: SocketAddr,
     requests: AtomicU64,
     scan: Arc<HeadScan>,
+    /// The client's X-Forwarded-For value, made once per connection.
+    xff: std::sync::OnceLock<HeaderValue>,
 }
 
 async fn handle_connection(
@@ -261,6 +263,7 @@ async fn handle_connection(
         peer,
         requests: AtomicU64::new(0),
         scan,
+        xff: std::sync::OnceLock::new(),
     });
     let svc_info = info.clone();
     // Each request uses the service's latest generation (a reload swaps it). The
@@ -619,11 +622,7 @@ impl Proxy {
         // `bin` counts request heads too, as HAProxy does (bodies: RequestBody).
         let head_in = request_head_len(&req);
         self.stats.counters.bytes_in.fetch_add(head_in, Relaxed);
-        let mut rec = self.record(
-            conn.peer,
-            date,
-            format!("{} {} {:?}", req.method(), req.uri(), req.version()),
-        );
+        let mut rec = self.record(conn.peer, date, request_line(&req));
         let client_h1 = req.version() < Version::HTTP_2;
         let close_client = self.service.httpclose && client_h1;
 
@@ -696,12 +695,11 @@ impl Proxy {
         let is_post = parts.method == Method::POST;
         let get_or_head = parts.method == Method::GET || parts.method == Method::HEAD;
 
-        prepare_upstream_request(
-            &mut parts,
-            conn.peer.ip(),
-            self.service.forwardfor,
-            self.service.httpclose,
-        );
+        let xff = self
+            .service
+            .forwardfor
+            .then(|| conn.xff.get_or_init(|| forwarded_for(conn.peer.ip())));
+        prepare_upstream_request(&mut parts, xff, self.service.httpclose);
         if let Some(proto) = &upgrade {
             parts
                 .headers
@@ -1088,39 +1086,94 @@ impl Drop for InflightGuard {
 }
 
 /// Hop-by-hop headers (RFC 9110 7.6.1) never forwarded; hyper frames messages itself.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
 
+/// Removes the hop-by-hop headers and those `Connection` names. Looks before it
+/// removes: most messages carry none or only `Connection`, and a removal by name
+/// hashes it (seven blind removals per message showed in instruction profiles).
 fn strip_hop_by_hop(h: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(header::CONNECTION) {
+        for n in v.to_str().unwrap_or_default().split(',') {
+            let n = n.trim();
+            if n.is_empty()
+                || HOP_BY_HOP
+                    .iter()
+                    .any(|k| n.eq_ignore_ascii_case(k.as_str()))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(n.as_bytes()) {
+                listed.push(name);
+            }
+        }
+    }
     for n in listed {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
+    let mut present = [false; 7];
+    let mut any = false;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present[i] = true;
+            any = true;
+        }
     }
+    if any {
+        for (n, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+            h.remove(n);
+        }
+    }
+}
+
+/// The request line as logged (`%r`): method, target as received, version.
+fn request_line<B>(req: &Request<B>) -> String {
+    let uri = req.uri();
+    let version = match req.version() {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/?",
+    };
+    let method = req.method().as_str();
+    let mut s = String::with_capacity(method.len() + uri.path().len() + 16);
+    s.push_str(method);
+    s.push(' ');
+    match (uri.authority(), uri.path_and_query()) {
+        (None, Some(pq)) if uri.scheme().is_none() => s.push_str(pq.as_str()),
+        _ => s.push_str(&uri.to_string()),
+    }
+    s.push(' ');
+    s.push_str(version);
+    s
+}
+
+/// The X-Forwarded-For value for a client: its address, IPv4-mapped IPv6 as IPv4.
+fn forwarded_for(client: IpAddr) -> HeaderValue {
+    let ip = match client {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Turns the client's request head into the one sent to the server: origin-form URI,
 /// HTTP/1.1, Host present, hop-by-hop headers gone, HTTP/2 cookie crumbs joined,
-/// X-Forwarded-For appended, `Connection: close` under httpclose.
+/// `xff` appended as X-Forwarded-For (when `option forwardfor`), `Connection: close`
+/// under httpclose.
 fn prepare_upstream_request(
     parts: &mut hyper::http::request::Parts,
-    client: IpAddr,
-    forwardfor: bool,
+    xff: Option<&HeaderValue>,
     httpclose: bool,
 ) {
     strip_hop_by_hop(&mut parts.headers);
@@ -1131,9 +1184,15 @@ fn prepare_upstream_request(
             }
         }
     }
-    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    if let Ok(u) = pq.parse::<Uri>() {
-        parts.uri = u;
+    // Origin-form already (HTTP/1 clients' usual form): nothing to rebuild.
+    let origin_form = parts.uri.scheme().is_none()
+        && parts.uri.authority().is_none()
+        && parts.uri.path_and_query().is_some();
+    if !origin_form {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if let Ok(u) = pq.parse::<Uri>() {
+            parts.uri = u;
+        }
     }
     if parts.version == Version::HTTP_2 {
         // RFC 9113 8.2.3: crumbs must be joined with "; " for HTTP/1.1.
@@ -1150,18 +1209,12 @@ fn prepare_upstream_request(
         }
     }
     parts.version = Version::HTTP_11;
-    if forwardfor {
+    if let Some(v) = xff {
         // HAProxy adds its own header line after any existing ones; servers should use
         // the last occurrence.
-        let ip = match client {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-            parts
-                .headers
-                .append(HeaderName::from_static("x-forwarded-for"), v);
-        }
+        parts
+            .headers
+            .append(HeaderName::from_static("x-forwarded-for"), v.clone());
     }
     if httpclose {
         parts
@@ -1641,5 +1694,51 @@ mod websocket_tests {
         assert_eq!(a.len(), 24);
         assert!(a.as_bytes().ends_with(b"=="));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, X-Private , close"),
+            ("connection", "Upgrade"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("trailer", "x"),
+            ("host", "a"),
+            ("x-keep", "2"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                HeaderValue::from_static(v),
+            );
+        }
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["host", "x-keep"]);
+        let mut none = HeaderMap::new();
+        none.insert(header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut none);
+        assert_eq!(none.len(), 1);
+    }
+
+    #[test]
+    fn request_lines_as_received() {
+        let r = Request::get("/a?b=c").body(()).expect("req");
+        assert_eq!(request_line(&r), "GET /a?b=c HTTP/1.1");
+        let r = Request::post("http://h:8/x")
+            .version(Version::HTTP_2)
+            .body(())
+            .expect("req");
+        assert_eq!(request_line(&r), "POST http://h:8/x HTTP/2.0");
+        let r = Request::get("/")
+            .version(Version::HTTP_10)
+            .body(())
+            .expect("req");
+        assert_eq!(request_line(&r), "GET / HTTP/1.0");
     }
 }
