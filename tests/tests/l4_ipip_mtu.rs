@@ -1,0 +1,239 @@
+//! Issue 9, `ipip` and the MTU, end to end in namespaces: client, load balancer and one
+//! backend on a bridge; the client's and the load balancer's interfaces have MTU 1450 and
+//! `l4.ipip_mtu` is not set, so `lb run` takes 1450 from its interface (netlink). The
+//! client's full-sized segments (1450 bytes) would be 1470 bytes encapsulated: the XDP
+//! program answers them with ICMP "fragmentation needed" / ICMPv6 "packet too big", the
+//! client's stack lowers its path MTU, and a 200 KB upload over each of an IPv4 and an
+//! IPv6 `ipip` VIP arrives whole at the backend. `lb stats` counts the answers, and the
+//! client's route cache holds the MTU the answers carried.
+
+use anyhow::{bail, Context, Result};
+use lb_tests::{
+    daemon::{lb, ConfigFile, Instance},
+    netns::{NsProcess, Topology},
+    require::{self, lb_bin},
+};
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::Stdio,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 4, 101);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x104, 0, 0, 0, 0, 0x101);
+const PORT: u16 = 80;
+const MTU: u32 = 1450;
+const UPLOAD: usize = 200_000;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads each connection to its end and answers with the byte count; stops when dropped.
+struct Counter(Arc<AtomicBool>);
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn counter(l: TcpListener) -> Result<Counter> {
+    let stop = Arc::new(AtomicBool::new(false));
+    l.set_nonblocking(true)?;
+    let st = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    std::thread::spawn(move || {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+                        let mut n = 0usize;
+                        let mut buf = [0u8; 16384];
+                        while let Ok(k) = s.read(&mut buf) {
+                            if k == 0 {
+                                break;
+                            }
+                            n += k;
+                        }
+                        let _ = s.write_all(format!("{n}\n").as_bytes());
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    Ok(Counter(stop))
+}
+
+/// Uploads [`UPLOAD`] bytes to `vip`; returns what the backend says it received.
+fn upload(vip: SocketAddr) -> Result<usize> {
+    let mut s =
+        TcpStream::connect_timeout(&vip, IO_TIMEOUT).with_context(|| format!("connect {vip}"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
+    let data: Vec<u8> = (0..UPLOAD).map(|i| (i % 253) as u8).collect();
+    s.write_all(&data)
+        .with_context(|| format!("upload to {vip}"))?;
+    s.shutdown(Shutdown::Write)?;
+    let mut line = String::new();
+    BufReader::new(&s)
+        .read_line(&mut line)
+        .with_context(|| format!("reading the count from {vip}"))?;
+    line.trim()
+        .parse()
+        .with_context(|| format!("count {line:?} from {vip}"))
+}
+
+#[test]
+fn oversized_ipip_packets_get_icmp_and_the_client_adapts() -> Result<()> {
+    if !require::privileged("oversized_ipip_packets_get_icmp_and_the_client_adapts") {
+        return Ok(());
+    }
+    let inst = Instance::new("l4mtu");
+    // h0 client, h1 lb, h2 backend.
+    let topo = Topology::builder("l4mtu")
+        .hosts(3)
+        .ipv6(true)
+        .disable_tx_offload(true)
+        .build()?;
+    let (client, lbh, backend) = (topo.host(0), topo.host(1), topo.host(2));
+    for h in [client, lbh] {
+        h.ns()
+            .ip(&["link", "set", "dev", h.ifname(), "mtu", &MTU.to_string()])?;
+    }
+    let lb4 = lbh.ipv4().to_string();
+    let lb6 = lbh.ipv6().context("ipv6")?.to_string();
+    client
+        .ns()
+        .ip(&["route", "add", &format!("{VIP4}/32"), "via", &lb4])?;
+    client
+        .ns()
+        .ip(&["-6", "route", "add", &format!("{VIP6}/128"), "via", &lb6])?;
+    let bns = backend.ns();
+    bns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])?;
+    bns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        "lo",
+        "nodad",
+    ])?;
+    let listener = bns.run(|| TcpListener::bind(("::", PORT)))??;
+    let _server = counter(listener)?;
+    let mut procs = Vec::new();
+    let mut decap = bns.command_net_only(lb_bin())?;
+    decap.args([
+        "decap",
+        "--interface",
+        "eth0",
+        "--vip",
+        &VIP4.to_string(),
+        "--vip",
+        &VIP6.to_string(),
+    ]);
+    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
+    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
+    peer.args(["decap", "--interface", "p1", "--vip", "198.19.4.254"]);
+    for mut cmd in [decap, peer] {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        procs.push(NsProcess::spawn(cmd)?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+
+    let text = format!(
+        r#"instance = "{}"
+[xdp]
+interface = "eth0"
+[l4]
+ipip_source_v4 = "198.18.254.0/24"
+ipip_source_v6 = "2001:db8:254::/112"
+[[service]]
+name = "ipip4"
+vip = "{VIP4}"
+port = {PORT}
+mode = "ipip"
+[[service.server]]
+name = "b1"
+address = "{}"
+[[service]]
+name = "ipip6"
+vip = "{VIP6}"
+port = {PORT}
+mode = "ipip"
+[[service.server]]
+name = "b1"
+address = "{}"
+"#,
+        inst.name(),
+        backend.ipv4(),
+        backend.ipv6().context("ipv6")?
+    );
+    let config = ConfigFile::new(&text)?;
+    let mut cmd = lbh.ns().command_net_only(lb_bin())?;
+    cmd.arg("run")
+        .arg("--config")
+        .arg(config.path())
+        .env("LB_LOG", "info");
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut proc = NsProcess::spawn(cmd)?;
+    let log = Arc::new(Mutex::new(String::new()));
+    if let Some(err) = proc.take_stderr() {
+        let log = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+    }
+    let log_text = || log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log_text().contains("XDP attached") {
+        if Instant::now() > deadline {
+            bail!("lb did not start:\n{}", log_text());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    for (vip, pmtu) in [
+        (SocketAddr::new(IpAddr::V4(VIP4), PORT), MTU - 20),
+        (SocketAddr::new(IpAddr::V6(VIP6), PORT), MTU - 40),
+    ] {
+        let got = client
+            .ns()
+            .run(move || upload(vip))?
+            .with_context(|| format!("{vip}:\n{}", log_text()))?;
+        assert_eq!(got, UPLOAD, "{vip}: the backend received every byte");
+        let route = client
+            .ns()
+            .exec_stdout(&["ip", "route", "get", &vip.ip().to_string()])?;
+        eprintln!("client: ip route get {}: {}", vip.ip(), route.trim());
+        assert!(
+            route.contains(&format!("mtu {pmtu}")),
+            "{vip}: the client learnt path MTU {pmtu} from the ICMP answer: {route}"
+        );
+    }
+    let (status, out, err) = lb(&["stats", "--config", &config.path().to_string_lossy()])?;
+    assert!(status.success(), "lb stats: {err}");
+    let sent: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("drop too_big_icmp_sent"))
+        .context("lb stats prints too_big_icmp_sent")?
+        .trim()
+        .parse()?;
+    eprintln!("lb stats: drop too_big_icmp_sent {sent}");
+    assert!(sent >= 2, "one answer per family at least, got {sent}");
+    drop(procs);
+    Ok(())
+}
