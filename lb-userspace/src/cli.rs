@@ -221,3 +221,57 @@ pub struct AdminTarget {
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every visible subcommand, at any depth, with its path (`lb show`).
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_string(), cmd.clone()));
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            walk(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        walk(&cmd, "lb", &mut all);
+        assert!(all.len() >= 13, "{} commands", all.len());
+        let mut missing = Vec::new();
+        for (path, c) in &all {
+            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+            if about.trim().is_empty() {
+                missing.push(format!("{path}: no about"));
+            }
+            for arg in c.get_arguments() {
+                let help = arg
+                    .get_help()
+                    .or(arg.get_long_help())
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "{missing:#?}");
+    }
+
+    #[test]
+    fn version_is_the_package_version() {
+        assert_eq!(
+            Cli::command().render_version(),
+            format!("lb {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

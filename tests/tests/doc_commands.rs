@@ -394,6 +394,29 @@ fn every_doc_command_is_marked_and_parses() -> Result<()> {
     Ok(())
 }
 
+/// `lb --help` and the docs agree: every visible subcommand is shown as `lb <name>` in
+/// README.md or docs/*.md.
+#[test]
+fn every_lb_subcommand_is_documented() -> Result<()> {
+    use clap::CommandFactory;
+    let mut all = String::new();
+    for page in pages()? {
+        all.push_str(&std::fs::read_to_string(repo_root().join(page))?);
+    }
+    let cmd = lb::cli::Cli::command();
+    let missing: Vec<&str> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .map(|s| s.get_name())
+        .filter(|name| !all.contains(&format!("lb {name}")))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "subcommands no doc mentions: {missing:?}"
+    );
+    Ok(())
+}
+
 /// A `bash` on one sandbox host, fed commands on stdin.
 struct Shell {
     name: String,
