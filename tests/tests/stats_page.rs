@@ -478,6 +478,14 @@ fn stats_auth_admin_and_exports_agree() -> Result<()> {
     }
     let page = authed(&lab, STATS)?;
     ensure!(page.body.contains("webA") && page.body.contains("webB"));
+    ensure!(
+        page.header("x-frame-options") == Some("DENY")
+            && page
+                .header("content-security-policy")
+                .is_some_and(|c| c.contains("frame-ancestors 'none'")),
+        "the admin page cannot be framed: {:?}",
+        page.headers
+    );
     let r = curl(&lab, STATS, &["-u", "ops:other:pw"])?;
     ensure!(
         r.status == 200,

@@ -329,11 +329,26 @@ impl StatsHandler {
                     notice,
                     prometheus_uri: page.prometheus_uri.as_deref(),
                 };
-                respond(
+                let mut r = respond(
                     StatusCode::OK,
                     "text/html; charset=utf-8",
                     html::render(&snap, &opts),
-                )
+                );
+                // No framing (clickjacking of the admin buttons), no scripts, forms
+                // only to this page.
+                let h = r.headers_mut();
+                h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+                h.insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+                    ),
+                );
+                h.insert(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("same-origin"),
+                );
+                r
             }
         }
     }

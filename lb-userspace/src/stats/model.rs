@@ -655,3 +655,171 @@ fn hostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        dataplane::{stats::XdpFigures, vip_key},
+        l7::{ServerStates, ServiceStats},
+    };
+    use std::{path::Path, sync::Arc};
+
+    const CONFIG: &str = r#"
+instance = "t"
+[xdp]
+interface = "eth0"
+[[service]]
+name = "web"
+vip = "198.18.0.99"
+port = 80
+mode = "http"
+[service.http]
+[service.http.stats]
+auth = "u:p"
+[[service.server]]
+name = "a"
+address = "198.18.0.2:80"
+[[service.server]]
+name = "b"
+address = "198.18.0.3:80"
+[[service]]
+name = "l4"
+vip = "198.18.0.98"
+port = 8080
+mode = "dsr"
+[[service.server]]
+name = "b1"
+address = "198.18.0.2"
+[[service.server]]
+name = "b2"
+address = "198.18.0.3"
+"#;
+
+    fn snapshot() -> Snapshot {
+        let cfg = crate::config::parse(Path::new("t.toml"), CONFIG).unwrap();
+        let stats = Arc::new(ServiceStats::new(2));
+        for _ in 0..5 {
+            stats.servers[0].counters.open();
+            stats.servers[0].counters.close();
+            stats.servers[0].counters.count_status(200);
+        }
+        stats.servers[1].counters.open();
+        stats.servers[0].counters.bytes_in.store(500, Relaxed);
+        let mut handles = crate::http_frontends::HttpHandles::new();
+        handles.insert(
+            "web".to_string(),
+            (Arc::new(ServerStates::all_up(2)), Arc::clone(&stats)),
+        );
+        let mut figures = XdpFigures::default();
+        figures.vips.insert(
+            vip_key(&cfg.services[1]),
+            VipStats {
+                packets: 100,
+                bytes: 6400,
+                new_flows: 9,
+                ct_hits: 91,
+            },
+        );
+        figures.backends.insert(
+            "198.18.0.2".parse().unwrap(),
+            BackendStats {
+                packets: 60,
+                bytes: 4000,
+                new_flows: 7,
+                _reserved: 0,
+            },
+        );
+        figures.backends.insert(
+            "198.18.0.3".parse().unwrap(),
+            BackendStats {
+                packets: 40,
+                bytes: 2400,
+                new_flows: 2,
+                _reserved: 0,
+            },
+        );
+        figures.drops = vec![0, 1, 2, 0, 0, 0, 3, 0];
+        figures.conntrack_entries = 4;
+        let (control, _, _) = Control::new(Arc::new(cfg), handles);
+        build(&control, Ok((figures, true)), None)
+    }
+
+    fn row<'a>(s: &'a Snapshot, svc: &str, name: &str) -> &'a Row {
+        s.rows()
+            .find(|r| r.service() == svc && r.name() == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn l7_rows_come_from_the_proxy_counters() {
+        let s = snapshot();
+        let a = row(&s, "web", "a");
+        assert_eq!(a.int("stot"), Some(5));
+        assert_eq!(a.int("hrsp_2xx"), Some(5));
+        assert_eq!(a.int("bin"), Some(500));
+        assert_eq!(row(&s, "web", "b").int("scur"), Some(1));
+        let be = row(&s, "web", "BACKEND");
+        assert_eq!(be.int("stot"), Some(6), "sum of the servers");
+        assert_eq!(be.int("scur"), Some(1));
+        assert_eq!(be.text("algo"), "roundrobin");
+        assert_eq!(be.text("status"), "UP");
+        assert_eq!(a.text("addr"), "198.18.0.2:80");
+        assert_eq!(row(&s, "web", "FRONTEND").text("mode"), "http");
+    }
+
+    #[test]
+    fn l4_rows_carry_xdp_figures_in_every_view() {
+        let s = snapshot();
+        let b1 = row(&s, "l4", "b1");
+        assert_eq!(
+            b1.int("stot"),
+            Some(7),
+            "new flows are an L4 server's sessions"
+        );
+        assert_eq!(b1.int("bin"), Some(4000));
+        assert_eq!(b1.xdp.map(|x| x.packets), Some(60));
+        let be = row(&s, "l4", "BACKEND");
+        assert_eq!(be.int("stot"), Some(9));
+        assert_eq!(be.text("algo"), "maglev");
+        let fe = row(&s, "l4", "FRONTEND");
+        assert_eq!(fe.xdp.map(|x| x.conntrack_hits), Some(91));
+        assert_eq!(fe.int("stot"), Some(9));
+        assert_eq!(fe.text("mode"), "tcp");
+        let x = s.xdp.as_ref().unwrap();
+        assert_eq!(x.conntrack_entries, Some(4));
+        assert_eq!(x.drops.iter().map(|(_, n)| n).sum::<u64>(), 6);
+
+        let csv = super::super::csv::render(&s);
+        let line = csv.lines().find(|l| l.starts_with("l4,b1,")).unwrap();
+        let cols: Vec<&str> = line.split(',').collect();
+        let at = |c: &str| cols[COLUMNS.iter().position(|x| *x == c).unwrap()];
+        assert_eq!(
+            (at("stot"), at("bin"), at("addr")),
+            ("7", "4000", "198.18.0.2")
+        );
+        let prom = super::super::prometheus::render(&s);
+        assert!(
+            prom.contains("lb_xdp_backend_new_flows_total{service=\"l4\",server=\"b1\"} 7\n"),
+            "{prom}"
+        );
+        assert!(prom.contains("lb_server_sessions_total{service=\"l4\",server=\"b1\"} 7\n"));
+        assert!(prom.contains(
+            "lb_xdp_vip_conntrack_hits_total{service=\"l4\",vip=\"198.18.0.98:8080/tcp\"} 91\n"
+        ));
+        assert!(prom.contains("lb_xdp_drops_total{reason=\"no_service\"} 3\n"));
+        assert!(prom.contains("lb_xdp_conntrack_entries 4\n"));
+        let json: serde_json::Value =
+            serde_json::from_str(&super::super::json::render(&s)).unwrap();
+        let rows = &json["services"][1]["rows"];
+        assert_eq!(rows[1]["stats"]["svname"], "b1");
+        assert_eq!(rows[1]["stats"]["stot"], 7);
+        assert_eq!(rows[1]["xdp"]["packets"], 60);
+        assert_eq!(json["xdp"]["drops"]["no_service"], 3);
+        let html = super::super::html::render(&s, &super::super::html::PageOptions::default());
+        assert!(
+            html.contains(">b1<") && html.contains("3.9 KiB"),
+            "bytes with units"
+        );
+    }
+}
