@@ -16,6 +16,7 @@ pub mod maglev;
 pub mod neigh;
 pub mod netlink_addr;
 pub mod preflight;
+pub mod privdrop;
 pub mod run;
 pub mod stats;
 pub mod vrrp;

@@ -46,6 +46,9 @@ pub enum RunError {
     /// VRRP membership could not start.
     #[error(transparent)]
     Vrrp(#[from] VrrpError),
+    /// `[global] user`/`group` could not be switched to.
+    #[error(transparent)]
+    Privileges(#[from] crate::privdrop::PrivDropError),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -102,6 +105,33 @@ pub fn apply_l4(
     Ok(())
 }
 
+/// `[global] user`/`group`: called once setup is done (maps pinned, XDP attached or
+/// membership started, listeners bound, admin socket open). The pin directory and the
+/// VRRP status directory are handed to the user first: a stop for upgrade pins the XDP
+/// link there, and membership rewrites its status file.
+fn drop_privileges(config: &Config, run_as: &config::global::RunAs) -> Result<(), RunError> {
+    let t = crate::privdrop::target(run_as)?;
+    let status_dir = vrrp::status_path(&config.instance)
+        .parent()
+        .map(Path::to_path_buf);
+    for dir in std::iter::once(config.pin_dir()).chain(status_dir) {
+        if dir.exists() {
+            if let Err(e) = std::os::unix::fs::chown(&dir, Some(t.uid), Some(t.gid)) {
+                warn!(dir = %dir.display(), error = %e, "cannot hand the directory to [global] user");
+            }
+        }
+    }
+    tokio::task::block_in_place(|| crate::privdrop::drop_all_threads(t))?;
+    info!(
+        user = %run_as.user,
+        uid = t.uid,
+        gid = t.gid,
+        caps = "cap_net_bind_service,cap_net_admin,cap_net_raw,cap_bpf",
+        "privileges dropped"
+    );
+    Ok(())
+}
+
 /// Everything the run loop owns.
 struct Daemon {
     path: std::path::PathBuf,
@@ -127,8 +157,9 @@ impl Daemon {
             || new.xdp != self.config.xdp
             || new.l4.conntrack_size != self.config.l4.conntrack_size
             || new.admin != self.config.admin
+            || new.global != self.config.global
         {
-            let msg = "reload refused: instance, [xdp], [admin] and l4.conntrack_size need a restart; running config kept";
+            let msg = "reload refused: instance, [global], [xdp], [admin] and l4.conntrack_size need a restart; running config kept";
             warn!("{msg}");
             return Err(msg.into());
         }
@@ -435,6 +466,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     // SIGUSR2 stops for upgrade: XDP stays attached (its link pinned) with the pinned maps,
     // and the next `lb run` takes it over; no VRRP hand-over (docs/upgrade.md).
     let mut upgrade = false;
+    if let Some(run_as) = &d.config.global.run_as {
+        drop_privileges(&d.config, run_as)?;
+    }
     // The first SIGTERM/SIGINT stops gracefully: a VRRP master sends priority 0 but keeps
     // serving its VIPs until the successor announces itself; a second signal stops at once.
     let signal = loop {

@@ -42,6 +42,7 @@ fn every_config_key_is_documented() -> Result<()> {
         ("top level", format!("zz_unknown = 1\n{BASE}")),
         ("[xdp]", format!("{BASE}zz_unknown = 1\n")),
         ("[admin]", format!("{BASE}[admin]\nzz_unknown = 1\n")),
+        ("[global]", format!("{BASE}[global]\nzz_unknown = 1\n")),
         ("[l4]", format!("{BASE}[l4]\nzz_unknown = 1\n")),
         ("[[service]]", format!("{BASE}{HTTP_SERVICE}zz_unknown = 1\n")),
         ("[service.http]", format!("{BASE}{HTTP_SERVICE}[service.http]\nzz_unknown = 1\n")),

@@ -3,7 +3,8 @@
 //! same instance takes the link over (atomic program replacement), so a long-lived TCP
 //! stream through a `dsr` VIP keeps flowing on the same backend, with no reset, before,
 //! during and after the restart; new connections work. Pins left by a build with another
-//! map layout are detected and replaced with a message.
+//! map layout are detected and replaced with a message. This is the procedure of
+//! docs/upgrade.md: `kill -USR2`, then `lb run` again.
 //!
 //! Topology: h0 client, h1 lb, h2..h4 backends b1..b3 (the VIP on their `lo`), each a line
 //! server on port 80 answering every line with its name.

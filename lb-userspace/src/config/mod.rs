@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod error;
+pub mod global;
 pub mod health;
 pub mod http;
 pub mod l4;
@@ -33,6 +34,8 @@ pub const MAX_INSTANCE_LEN: usize = 64;
 /// A validated configuration: what the daemon runs on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// Process-wide settings (`[global]`): the user to run as.
+    pub global: global::GlobalConfig,
     /// Names the pin directory and the instance in logs.
     pub instance: String,
     /// Where and how the XDP program attaches.

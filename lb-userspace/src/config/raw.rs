@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub l4: Option<RawL4>,
     /// The `[admin]` table.
     pub admin: Option<super::admin::RawAdmin>,
+    /// The `[global]` table.
+    pub global: Option<super::global::RawGlobal>,
 }
 
 /// `[xdp]`.
@@ -372,7 +374,13 @@ impl RawConfig {
             .unwrap_or_default()
             .validate(&instance)
             .map_err(|(at, msg)| err(at, "admin.mode", msg))?;
+        let global = self
+            .global
+            .unwrap_or_default()
+            .validate()
+            .map_err(|(at, key, msg)| err(at, key, msg))?;
         Ok(Config {
+            global,
             instance,
             xdp,
             services,

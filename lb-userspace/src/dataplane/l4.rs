@@ -495,7 +495,14 @@ pub const FALLBACK_HZ: u64 = 250;
 /// `jiffies`, which started at `2^32 - 300 * HZ` at boot (INITIAL_JIFFIES), so
 /// `HZ = (jiffies - 2^32) / (now_s - 300)`; the estimate is snapped to the nearest value
 /// Linux supports. Falls back to [`FALLBACK_HZ`] (with a warning) when the file is missing.
+/// Read once: the file is root-only, and a daemon that dropped privileges
+/// (`[global] user`) reloads too.
 pub fn kernel_hz() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(read_kernel_hz)
+}
+
+fn read_kernel_hz() -> u64 {
     match std::fs::read_to_string("/proc/timer_list")
         .ok()
         .and_then(|t| hz_from_timer_list(&t))
