@@ -44,6 +44,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub const LISTEN_BACKLOG: i32 = 4096;
 /// Pause after a failed accept (e.g. out of file descriptors) before trying again.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// Longest wait for a pooled server connection, given back with its last response
+/// read, to be ready for the next request (it normally is at once).
+const POOL_READY_WAIT: Duration = Duration::from_millis(100);
 /// hyper refuses read buffers below this size.
 pub const MIN_HEAD_BUFFER: usize = 8192;
 
@@ -917,13 +920,16 @@ impl Proxy {
                     rec.t_connect = ms(c0.elapsed());
                     self.states.observe(idx, ObservedEvent::ConnectOk);
                     srv.open();
-                    let guard = InflightGuard(idx, self.stats.clone());
+                    let mut guard = InflightGuard(idx, self.stats.clone(), None);
                     req.body_mut().server = Some(idx);
                     let r0 = Instant::now();
                     let res = self.send(idx, sender, reused, req, &t).await;
                     rec.t_response = ms(r0.elapsed());
                     return match res {
-                        Ok(resp) => Ok((idx, resp, direct, slot, guard)),
+                        Ok((resp, reuse)) => {
+                            guard.2 = reuse;
+                            Ok((idx, resp, direct, slot, guard))
+                        }
                         Err(f) => {
                             drop(guard);
                             srv.errors_resp.fetch_add(1, Relaxed);
@@ -1040,17 +1046,17 @@ impl Proxy {
         mut reused: bool,
         mut req: Request<RequestBody>,
         t: &Timeouts,
-    ) -> Result<Response<Incoming>, Failure> {
+    ) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
         let pool = &self.pools[idx];
         // A connection carrying an Upgrade becomes a tunnel: never back to the pool.
         let poolable = !self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
         loop {
             match sender.try_send_request(req).await {
                 Ok(resp) => {
-                    if poolable {
-                        pool.put(sender);
-                    }
-                    return Ok(resp);
+                    // Back to the pool once the response body is through (see
+                    // `ResponseBody`'s drop), not by a task per request waiting for it.
+                    let reuse = poolable.then(|| (pool.clone(), sender));
+                    return Ok((resp, reuse));
                 }
                 Err(mut e) => match e.take_message() {
                     Some(r) if reused => {
@@ -1075,8 +1081,12 @@ impl Proxy {
     }
 }
 
-/// Decrements a server's in-flight count when the request is over.
-struct InflightGuard(usize, Arc<ServiceStats>);
+/// A server connection to give back to its pool once the response is read through.
+type Reuse = (Arc<Pool>, SendRequest<RequestBody>);
+
+/// Decrements a server's in-flight count when the request is over, and holds the
+/// server connection until then.
+struct InflightGuard(usize, Arc<ServiceStats>, Option<Reuse>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         if let Some(s) = self.1.servers.get(self.0) {
@@ -1252,12 +1262,20 @@ impl Pool {
 
     /// A pooled connection that still looks alive, else a new one; `true` = pooled.
     async fn get(&self, t: &Timeouts) -> Result<(SendRequest<RequestBody>, bool), ConnectError> {
-        {
-            let mut idle = self.lock();
-            while let Some(s) = idle.pop() {
-                if !s.is_closed() && s.is_ready() {
-                    return Ok((s, true));
-                }
+        loop {
+            let Some(mut s) = self.lock().pop() else {
+                break;
+            };
+            if s.is_closed() {
+                continue;
+            }
+            if s.is_ready() {
+                return Ok((s, true));
+            }
+            // Given back as soon as its last response was read: its connection task
+            // may not have noted the end yet.
+            if let Ok(Ok(())) = tokio::time::timeout(POOL_READY_WAIT, s.ready()).await {
+                return Ok((s, true));
             }
         }
         Ok((self.connect(t).await?, false))
@@ -1291,17 +1309,15 @@ impl Pool {
         Ok(sender)
     }
 
-    /// Returns a connection once its current response is fully read.
-    fn put(self: &Arc<Self>, mut sender: SendRequest<RequestBody>) {
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = pool.lock();
-                if idle.len() < pool.max_idle {
-                    idle.push(sender);
-                }
-            }
-        });
+    /// Takes back a connection whose response was read through.
+    fn put(&self, sender: SendRequest<RequestBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() < self.max_idle {
+            idle.push(sender);
+        }
     }
 }
 
@@ -1459,6 +1475,13 @@ impl Drop for ResponseBody {
         if let Some(mut f) = self.finish.take() {
             let ended =
                 self.full.is_none() && self.inner.as_ref().is_none_or(|b| b.is_end_stream());
+            if ended {
+                // The server's response was read through: its connection can serve
+                // the next request.
+                if let Some((pool, sender)) = f.inflight.as_mut().and_then(|g| g.2.take()) {
+                    pool.put(sender);
+                }
+            }
             if !ended && f.rec.termination[0] == '-' {
                 // The client went away before the whole body was sent.
                 f.rec.termination[0] = 'C';
