@@ -347,6 +347,42 @@ fn deb_builds_installs_and_runs_as_the_unit_says() -> Result<()> {
     ensure!(ok, "dpkg -i failed:\n{out}{err}");
     println!("dpkg -i {}: ok", deb.display());
 
+    // The upgrade path (postinst configure with the old version) runs cleanly, and no
+    // maintainer script restarts or stops a running lb on upgrade: the operator picks the
+    // restart (docs/operations.md).
+    let (ok, out, err) = run(
+        "dpkg",
+        &["-i", deb.to_str().context("utf-8 path")?],
+        Duration::from_secs(120),
+    )?;
+    ensure!(ok, "dpkg -i over the installed package failed:\n{out}{err}");
+    let control = tempfile::tempdir()?;
+    let dir = control.path().to_str().context("utf-8 path")?;
+    let (ok, _, err) = run(
+        "dpkg-deb",
+        &["-e", deb.to_str().context("utf-8 path")?, dir],
+        Duration::from_secs(30),
+    )?;
+    ensure!(ok, "dpkg-deb -e: {err}");
+    for script in ["postinst", "prerm", "postrm"] {
+        let text = std::fs::read_to_string(control.path().join(script)).unwrap_or_default();
+        ensure!(
+            !text.contains("restart lb.service") && !text.contains("start lb.service"),
+            "{script} starts or restarts lb:\n{text}"
+        );
+    }
+    let prerm = std::fs::read_to_string(control.path().join("prerm"))?;
+    ensure!(
+        prerm
+            .lines()
+            .filter(|l| l.contains("stop lb.service"))
+            .count()
+            == 1
+            && prerm.contains("\"$1\" = remove"),
+        "prerm stops lb only on removal:\n{prerm}"
+    );
+    println!("dpkg -i again (upgrade path): ok; no maintainer script restarts lb");
+
     // lb --version.
     let (ok, version, _) = run("/usr/sbin/lb", &["--version"], Duration::from_secs(10))?;
     ensure!(ok, "lb --version failed");
