@@ -64,6 +64,11 @@ pub struct FlowState {
     pub hash: u32,
     /// `bpf_jiffies64()` at the last packet, host byte order.
     pub last_seen: u64,
+    /// [`crate::vip::VipMeta::vip_ref`] of the flow's VIP when it was recorded (host
+    /// order): where an established packet finds the VIP's meta without a hash lookup.
+    pub vip_ref: u32,
+    /// Reserved; zero.
+    pub _pad: u32,
 }
 
 crate::impl_pod!(FlowKey, FlowKeyV4, FlowState);
@@ -76,7 +81,7 @@ mod tests {
             core::mem::size_of::<super::FlowKey>(),
             16 + 16 + 2 + 2 + 1 + 1 + 2
         );
-        assert_eq!(core::mem::size_of::<super::FlowState>(), 16);
+        assert_eq!(core::mem::size_of::<super::FlowState>(), 24);
         assert_eq!(core::mem::size_of::<super::FlowKeyV4>(), 16);
     }
 }

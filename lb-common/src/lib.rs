@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod conntrack;
+pub mod filter;
 pub mod flow_hash;
 pub mod maglev;
 pub mod maps;

@@ -13,6 +13,11 @@ pub const VIP_ADDRS: &str = "lb_vip_addrs";
 /// IPv4 VIP addresses: [`crate::vip::VipAddr4Key`] -> [`crate::vip::VipAddrInfo`]
 /// ([`VIP_ADDRS`] then holds the IPv6 ones).
 pub const VIP_ADDRS4: &str = "lb_vip_addrs4";
+/// VIP metas by id: [`crate::vip::VipMeta`] at index `id` (zeroed when the id is free),
+/// for established packets (see [`crate::vip::VipMeta::vip_ref`]).
+pub const VIP_METAS: &str = "lb_vip_metas";
+/// One-slot array: the [`crate::filter::VipFilter`] over all VIP addresses.
+pub const VIP_FILTER: &str = "lb_vip_filter";
 /// Per-CPU counters per VIP, indexed by [`crate::vip::VipMeta::id`].
 pub const VIP_STATS: &str = "lb_vip_stats";
 /// Backends: index -> [`crate::backend::Backend`].
@@ -40,6 +45,8 @@ pub const ALL: &[&str] = &[
     VIPS,
     VIP_ADDRS,
     VIP_ADDRS4,
+    VIP_METAS,
+    VIP_FILTER,
     VIP_STATS,
     BACKENDS,
     BACKEND_STATS,

@@ -92,6 +92,22 @@ pub struct VipMeta {
     /// is answered with ICMP "fragmentation needed" / ICMPv6 "packet too big" instead of
     /// being sent (the NIC would drop it silently). 0 = no limit (`dsr`, `pass`).
     pub encap_max_len: u32,
+    /// This VIP's reference as conntrack entries hold it (host order): its id in the low
+    /// [`VIP_REF_ID_BITS`] bits, above them a generation that changes whenever the id is
+    /// given to another VIP. Never 0 for a VIP in the maps. An established packet finds
+    /// its VIP's meta by this id in `lb_vip_metas` (an array: no hash lookup) and trusts
+    /// it only if the references match.
+    pub vip_ref: u32,
+}
+
+/// Bits of [`VipMeta::vip_ref`] that hold the VIP id.
+pub const VIP_REF_ID_BITS: u32 = 16;
+/// Mask of the VIP id in [`VipMeta::vip_ref`].
+pub const VIP_REF_ID_MASK: u32 = (1 << VIP_REF_ID_BITS) - 1;
+
+/// The reference of VIP `id` in generation `generation` (1..=0xffff; 0 is never used).
+pub const fn vip_ref(id: u32, generation: u32) -> u32 {
+    (generation << VIP_REF_ID_BITS) | (id & VIP_REF_ID_MASK)
 }
 
 /// Key of the VIP address set (and of the decap program's address map). Aligned like
@@ -176,7 +192,7 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
-        assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4 + 4);
+        assert_eq!(size_of::<VipMeta>(), 4 * 4 + 16 + 4 + 4 + 4 + 4);
         assert_eq!(size_of::<VipAddrKey>(), 20);
         assert_eq!(size_of::<VipAddrSlot>(), 4 + size_of::<VipMeta>());
         assert_eq!(size_of::<VipAddrInfo>(), 8 + 4 * size_of::<VipAddrSlot>());

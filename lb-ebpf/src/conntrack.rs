@@ -10,7 +10,7 @@ use lb_common::{
     flow_hash::flow_hash,
     maglev::NO_BACKEND,
     stats::DropReason,
-    vip::{VipKey, VipMeta, FAMILY_V4, FAMILY_V6},
+    vip::{VipAddr4Key, VipAddrInfo, VipAddrKey, VipKey, VipMeta, FAMILY_V4, FAMILY_V6},
 };
 
 /// What the data path needs from a flow's conntrack key, per family; the program is
@@ -30,6 +30,8 @@ pub trait Key {
     fn hash(&self) -> u32;
     /// The VIP map key of the destination.
     fn vip_key(&self) -> VipKey;
+    /// The VIP address entry of the destination, if any VIP lives on it.
+    fn vip_addr_info(&self) -> Option<*const VipAddrInfo>;
     /// Debug log: the flow got backend `index`.
     fn log_new_flow(&self, index: u32);
 }
@@ -72,6 +74,10 @@ impl Key for FlowKeyV4 {
         }
     }
     #[inline(always)]
+    fn vip_addr_info(&self) -> Option<*const VipAddrInfo> {
+        maps::vip_addr4(&VipAddr4Key { addr: self.dst })
+    }
+    #[inline(always)]
     fn log_new_flow(&self, index: u32) {
         crate::log::new_flow4(self, index)
     }
@@ -109,6 +115,13 @@ impl Key for FlowKey {
         }
     }
     #[inline(always)]
+    fn vip_addr_info(&self) -> Option<*const VipAddrInfo> {
+        maps::vip_addr(&VipAddrKey {
+            addr: self.dst,
+            family: u32::from(FAMILY_V6),
+        })
+    }
+    #[inline(always)]
     fn log_new_flow(&self, index: u32) {
         crate::log::new_flow6(self, index)
     }
@@ -126,35 +139,52 @@ pub struct Choice {
     pub new_flow: bool,
 }
 
-/// Chooses the backend for a packet of flow `key` to the VIP `meta`; `Err` is a
-/// [`DropReason`].
+/// The backend of an established flow with conntrack entry `st` to the VIP `meta`: its
+/// recorded backend while that is up and the entry not idle past the VIP's timeout
+/// (refreshing the entry's time); `None` means the flow must be picked again.
 #[inline(always)]
-pub fn choose<K: Key>(key: &K, meta: &VipMeta) -> Result<Choice, u32> {
+pub fn established(st: &mut FlowState, meta: &VipMeta) -> Option<Choice> {
     // SAFETY: helper without preconditions (the verifier inlines it: one load).
     let now = unsafe { bpf_jiffies64() };
-    if let Some(st) = key.lookup() {
-        // SAFETY: pointer to the map value, valid for this program run; racing writers
-        // only touch whole u64/u32 fields.
+    let t = u64::from(meta.ct_timeout_jiffies);
+    if t != 0 && now.wrapping_sub(st.last_seen) > t {
+        return None;
+    }
+    let backend = maps::backend(st.backend)?;
+    if !backend.is_up() {
+        return None;
+    }
+    // Written only when the tick moved: a store to a shared cache line per packet would
+    // cost more than the compare.
+    if st.last_seen != now {
+        st.last_seen = now;
+    }
+    Some(Choice {
+        index: st.backend,
+        backend,
+        hash: st.hash,
+        new_flow: false,
+    })
+}
+
+/// Chooses the backend for a packet of flow `key` to the VIP `meta` (found through the
+/// VIP address maps), given its conntrack entry `ct` if it has one; `Err` is a
+/// [`DropReason`]. An entry still good is kept (and its VIP reference brought up to
+/// date); otherwise the Maglev table picks and the choice is recorded.
+#[inline(always)]
+pub fn choose<K: Key>(key: &K, meta: &VipMeta, ct: Option<*mut FlowState>) -> Result<Choice, u32> {
+    if let Some(st) = ct {
+        // SAFETY: pointer to the map value, valid for this program run.
         let st = unsafe { &mut *st };
-        let t = u64::from(meta.ct_timeout_jiffies);
-        if t == 0 || now.wrapping_sub(st.last_seen) <= t {
-            if let Some(backend) = maps::backend(st.backend) {
-                if backend.is_up() {
-                    // Written only when the tick moved: a store to a shared cache line
-                    // per packet would cost more than the compare.
-                    if st.last_seen != now {
-                        st.last_seen = now;
-                    }
-                    return Ok(Choice {
-                        index: st.backend,
-                        backend,
-                        hash: st.hash,
-                        new_flow: false,
-                    });
-                }
+        if let Some(c) = established(st, meta) {
+            if st.vip_ref != meta.vip_ref {
+                st.vip_ref = meta.vip_ref;
             }
+            return Ok(c);
         }
     }
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_jiffies64() };
     let hash = key.hash();
     let index = maps::maglev_pick(meta.table, meta.table_size, hash);
     if index == NO_BACKEND {
@@ -170,6 +200,8 @@ pub fn choose<K: Key>(key: &K, meta: &VipMeta) -> Result<Choice, u32> {
         backend: index,
         hash,
         last_seen: now,
+        vip_ref: meta.vip_ref,
+        _pad: 0,
     });
     if maps::debug_log() {
         key.log_new_flow(index);

@@ -21,8 +21,12 @@ mod parse;
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use conntrack::Key;
 use lb_common::{
+    filter,
     stats::DropReason,
-    vip::{VipAddrInfo, VipMeta, ADDR_INLINE_SERVICES, FAMILY_V4, MODE_DSR, MODE_IPIP, MODE_PASS},
+    vip::{
+        VipAddrInfo, VipMeta, ADDR_INLINE_SERVICES, FAMILY_V4, MODE_DSR, MODE_IPIP, MODE_PASS,
+        VIP_REF_ID_MASK,
+    },
 };
 use parse::{Flow, L3, L4};
 
@@ -62,33 +66,40 @@ fn drop(reason: u32) -> Result<u32, ()> {
 
 #[inline(always)]
 fn try_lb(ctx: &XdpContext) -> Result<u32, ()> {
-    // Each family runs its own copy of `serve`, specialized to its conntrack key.
+    // The VIP filter first: a clear bit means no VIP, and the packet passes after one
+    // inlined array lookup. Each family then runs its own copy of `serve`, specialized to
+    // its conntrack key.
     match parse::l3(ctx) {
         L3::V4(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
             let ip = unsafe { &*ip };
-            let Some(info) = maps::vip_addr4(&parse::addr4_key(ip)) else {
+            if !maps::vip_filter(filter::bit_v4(ip.daddr)) {
                 return Ok(xdp_action::XDP_PASS);
-            };
+            }
             match parse::flow_v4(ctx, ip) {
-                // SAFETY: map value pointer, valid for this run; userspace replaces
-                // values whole.
-                L4::Flow(flow) => serve(ctx, &flow, unsafe { &*info }),
+                L4::Flow(flow) => serve(ctx, &flow),
                 L4::Pass => Ok(xdp_action::XDP_PASS),
-                L4::Drop(reason) => drop(reason),
+                // Malformed: dropped only when it really is for a VIP address (the
+                // filter can say yes for other addresses).
+                L4::Drop(reason) => match maps::vip_addr4(&parse::addr4_key(ip)) {
+                    Some(_) => drop(reason),
+                    None => Ok(xdp_action::XDP_PASS),
+                },
             }
         }
         L3::V6(ip) => {
             // SAFETY: bounds checked by ptr_at (in l3).
             let ip = unsafe { &*ip };
-            let Some(info) = maps::vip_addr(&parse::addr_key_v6(ip)) else {
+            if !maps::vip_filter(filter::bit_v6(&ip.daddr)) {
                 return Ok(xdp_action::XDP_PASS);
-            };
+            }
             match parse::flow_v6(ctx, ip) {
-                // SAFETY: as above.
-                L4::Flow(flow) => serve(ctx, &flow, unsafe { &*info }),
+                L4::Flow(flow) => serve(ctx, &flow),
                 L4::Pass => Ok(xdp_action::XDP_PASS),
-                L4::Drop(reason) => drop(reason),
+                L4::Drop(reason) => match maps::vip_addr(&parse::addr_key_v6(ip)) {
+                    Some(_) => drop(reason),
+                    None => Ok(xdp_action::XDP_PASS),
+                },
             }
         }
         L3::Other => Ok(xdp_action::XDP_PASS),
@@ -115,10 +126,33 @@ fn inline_meta(info: &VipAddrInfo, port: u16, proto: u8) -> Option<&VipMeta> {
     None
 }
 
-/// Handles a TCP/UDP packet to a VIP address.
+/// Handles a TCP/UDP packet whose destination passed the VIP filter.
+///
+/// The established path first: a conntrack entry names its VIP by reference, so the VIP's
+/// meta comes from an array (no hash lookup) and is trusted only if the reference still
+/// matches. Anything else (no entry, a stale reference, a backend gone, an idle timeout,
+/// a `pass` VIP) takes the full path: the VIP address maps, then a Maglev pick.
 #[inline(always)]
-fn serve<K: Key>(ctx: &XdpContext, flow: &Flow<K>, info: &VipAddrInfo) -> Result<u32, ()> {
+fn serve<K: Key>(ctx: &XdpContext, flow: &Flow<K>) -> Result<u32, ()> {
     let k = &flow.key;
+    let ct = k.lookup();
+    if let Some(st) = ct {
+        // SAFETY: map value pointer, valid for this run; racing writers touch whole
+        // u64/u32 fields.
+        let st = unsafe { &mut *st };
+        if let Some(meta) = maps::vip_meta(st.vip_ref & VIP_REF_ID_MASK) {
+            if meta.vip_ref == st.vip_ref && meta.mode != MODE_PASS {
+                if let Some(choice) = conntrack::established(st, meta) {
+                    return forward(ctx, flow, meta, choice);
+                }
+            }
+        }
+    }
+    let Some(info) = k.vip_addr_info() else {
+        return Ok(xdp_action::XDP_PASS);
+    };
+    // SAFETY: map value pointer, valid for this run; userspace replaces values whole.
+    let info = unsafe { &*info };
     // Up to ADDR_INLINE_SERVICES services on the address (the common case): their metas
     // came with the address; more than that, the VIP map has them.
     let meta = if info.services as usize <= ADDR_INLINE_SERVICES {
@@ -132,46 +166,78 @@ fn serve<K: Key>(ctx: &XdpContext, flow: &Flow<K>, info: &VipAddrInfo) -> Result
             None => return drop(DropReason::NO_SERVICE),
         }
     };
-    // Counters are written once, at the end, so no map pointer lives across the helper
-    // calls in between.
-    let bytes = (ctx.data_end() - ctx.data()) as u64;
     if meta.mode == MODE_PASS {
-        maps::count_vip(meta.id, bytes, None);
+        maps::count_vip(meta.id, packet_len(ctx), None);
         return Ok(xdp_action::XDP_PASS);
     }
-    // Too big for the egress MTU once encapsulated: tell the client (the NIC would drop
-    // it silently). Before conntrack, so a too-big packet creates no flow.
-    if meta.mode == MODE_IPIP
-        && meta.encap_max_len != 0
-        && u32::from(flow.ip_len) > meta.encap_max_len
-    {
-        maps::count_vip(meta.id, bytes, None);
-        let sent = if K::FAMILY == FAMILY_V4 {
-            icmp::too_big_v4(ctx, meta.encap_max_len)
-        } else {
-            icmp::too_big_v6(ctx, meta.encap_max_len)
-        };
-        return match sent {
-            Ok(action) => {
-                maps::count_drop(DropReason::TOO_BIG);
-                if maps::debug_log() {
-                    log::too_big(K::FAMILY, u32::from(flow.ip_len), meta.encap_max_len);
-                }
-                Ok(action)
-            }
-            Err(reason) => drop(reason),
-        };
+    // Before the pick, so a too-big packet creates no flow.
+    if let Some(r) = too_big(ctx, flow, meta) {
+        return r;
     }
-    let choice = match conntrack::choose(k, meta) {
-        Ok(c) => c,
+    match conntrack::choose(k, meta, ct) {
+        Ok(choice) => forward(ctx, flow, meta, choice),
         Err(reason) => {
-            maps::count_vip(meta.id, bytes, None);
-            return drop(reason);
+            maps::count_vip(meta.id, packet_len(ctx), None);
+            drop(reason)
         }
+    }
+}
+
+/// The frame's length, Ethernet header included (what the byte counters count).
+#[inline(always)]
+fn packet_len(ctx: &XdpContext) -> u64 {
+    (ctx.data_end() - ctx.data()) as u64
+}
+
+/// An `ipip` packet too big for the egress MTU once encapsulated: the client is told with
+/// ICMP instead (the NIC would drop it silently). `None`: it fits, or the VIP is `dsr`.
+#[inline(always)]
+fn too_big<K: Key>(ctx: &XdpContext, flow: &Flow<K>, meta: &VipMeta) -> Option<Result<u32, ()>> {
+    if meta.mode != MODE_IPIP
+        || meta.encap_max_len == 0
+        || u32::from(flow.ip_len) <= meta.encap_max_len
+    {
+        return None;
+    }
+    maps::count_vip(meta.id, packet_len(ctx), None);
+    let sent = if K::FAMILY == FAMILY_V4 {
+        icmp::too_big_v4(ctx, meta.encap_max_len)
+    } else {
+        icmp::too_big_v6(ctx, meta.encap_max_len)
     };
+    Some(match sent {
+        Ok(action) => {
+            maps::count_drop(DropReason::TOO_BIG);
+            if maps::debug_log() {
+                log::too_big(K::FAMILY, u32::from(flow.ip_len), meta.encap_max_len);
+            }
+            Ok(action)
+        }
+        Err(reason) => drop(reason),
+    })
+}
+
+/// Sends the packet to the chosen backend per the VIP's mode and counts it. Counters are
+/// written once, at the end, so no map pointer lives across the helper calls before.
+#[inline(always)]
+fn forward<K: Key>(
+    ctx: &XdpContext,
+    flow: &Flow<K>,
+    meta: &VipMeta,
+    choice: conntrack::Choice,
+) -> Result<u32, ()> {
+    let bytes = packet_len(ctx);
     let result = match meta.mode {
         MODE_DSR => forward::dsr(ctx, choice.backend),
-        MODE_IPIP => forward::ipip(ctx, flow, meta, choice.backend, choice.hash),
+        MODE_IPIP => {
+            if !choice.new_flow {
+                // Established packets meet the size check here (new ones did above).
+                if let Some(r) = too_big(ctx, flow, meta) {
+                    return r;
+                }
+            }
+            forward::ipip(ctx, flow, meta, choice.backend, choice.hash)
+        }
         _ => Err(DropReason::NO_SERVICE),
     };
     match result {

@@ -7,6 +7,7 @@ use aya_ebpf::{
 use lb_common::{
     backend::Backend,
     conntrack::{FlowKey, FlowKeyV4, FlowState},
+    filter::{VipFilter, FILTER_BITS},
     maglev::{INNER_MAP_FLAGS, MAX_TABLE_SIZE, NO_BACKEND, TABLE_SLOTS},
     maps::{
         CONNTRACK_DEFAULT_ENTRIES, CONNTRACK_FLAGS, MAX_BACKENDS, MAX_DECAP_VIPS, MAX_VIPS,
@@ -25,6 +26,12 @@ static VIP_ADDRS: HashMap<VipAddrKey, VipAddrInfo, { MAX_VIP_ADDRS as usize }> =
 
 #[btf_map(name = "lb_vip_addrs4")]
 static VIP_ADDRS4: HashMap<VipAddr4Key, VipAddrInfo, { MAX_VIP_ADDRS as usize }> = HashMap::new();
+
+#[btf_map(name = "lb_vip_metas")]
+static VIP_METAS: Array<VipMeta, { MAX_VIPS as usize }> = Array::new();
+
+#[btf_map(name = "lb_vip_filter")]
+static VIP_FILTER: Array<VipFilter, 1> = Array::new();
 
 #[btf_map(name = "lb_vip_stats")]
 static VIP_STATS: PerCpuArray<VipStats, { MAX_VIPS as usize }> = PerCpuArray::new();
@@ -65,6 +72,26 @@ static SETTINGS: Array<Settings, 1> = Array::new();
 
 #[btf_map(name = "lb_decap_vips")]
 static DECAP_VIPS: HashMap<VipAddrKey, u32, { MAX_DECAP_VIPS as usize }> = HashMap::new();
+
+/// Whether the VIP filter has bit `bit` (see [`lb_common::filter`]): one inlined array
+/// lookup and a load.
+#[inline(always)]
+pub fn vip_filter(bit: u32) -> bool {
+    let Some(f) = VIP_FILTER.get(0) else {
+        return false;
+    };
+    let b = bit & (FILTER_BITS - 1);
+    match f.words.get((b >> 6) as usize) {
+        Some(w) => w & (1u64 << (b & 63)) != 0,
+        None => false,
+    }
+}
+
+/// The meta of VIP `id` (zeroed when the id is free).
+#[inline(always)]
+pub fn vip_meta(id: u32) -> Option<&'static VipMeta> {
+    VIP_METAS.get(id)
+}
 
 /// The VIP address entry of an IPv4 address, if any VIP lives on it.
 #[inline(always)]

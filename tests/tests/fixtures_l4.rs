@@ -970,3 +970,93 @@ fn ipip_too_big_v6_answers_packet_too_big() {
         "counted"
     );
 }
+
+/// The VIP filter can say yes for an address that is no VIP (two addresses share a bit):
+/// such packets still pass untouched, malformed ones included, and move no counter.
+#[test]
+fn filter_collisions_pass_untouched() {
+    let Some(f) = fixture("filter_collisions_pass_untouched") else {
+        return;
+    };
+    let vip_bit = lb_common::filter::bit_v4([198, 18, 0, 100]);
+    let twin = (0..=u16::MAX)
+        .map(|i| [198, 19, (i >> 8) as u8, i as u8])
+        .find(|a| lb_common::filter::bit_v4(*a) == vip_bit)
+        .expect("an address in 198.19.0.0/16 sharing the VIP's filter bit");
+    eprintln!("{twin:?} shares filter bit {vip_bit} with 198.18.0.100");
+    let before = (f.drops(), f.vip_stats("dsr4"));
+    let ok = tcp4([198, 18, 1, 12], 40300, twin, 80, true);
+    let mut frag = tcp4([198, 18, 1, 12], 40301, twin, 80, true);
+    frag[20] = 0x20; // more fragments: malformed for a VIP
+    for (what, pkt) in [("TCP", ok), ("fragment", frag)] {
+        let r = f.run(&pkt);
+        assert_eq!(
+            (r.action, &r.output),
+            (XDP_PASS, &pkt),
+            "{what} to {twin:?}: passed untouched"
+        );
+    }
+    assert_eq!((f.drops(), f.vip_stats("dsr4")), before, "no counter moved");
+}
+
+/// A VIP removed and another added on the same address in one sync: the new VIP gets the
+/// freed id (and stats slot), but the old VIP's established flows must not be forwarded
+/// with the new VIP's meta: their packets are for a port no service serves any more.
+#[test]
+fn reused_vip_id_does_not_adopt_old_flows() {
+    let Some(mut f) = fixture("reused_vip_id_does_not_adopt_old_flows") else {
+        return;
+    };
+    let old_id =
+        f.dp.vip_id(&lb::dataplane::vip_key(f.service("dsr4udp")))
+            .expect("id");
+    let udp = udp4([198, 18, 1, 13], 40400, [198, 18, 0, 100], 53);
+    assert_eq!(f.run(&udp).action, XDP_TX, "flow established on udp/53");
+    // udp/53 goes, tcp/8080 comes on the same address.
+    let changed = CONFIG.replace(
+        "port = 53\nprotocol = \"udp\"",
+        "port = 8080\nprotocol = \"tcp\"",
+    );
+    assert_ne!(changed, CONFIG);
+    let cfg2 = config_with(&f._inst, &changed);
+    f.dp.sync(&cfg2.services, &l2_for(&cfg2)).expect("sync");
+    f.cfg = cfg2;
+    let new_id =
+        f.dp.vip_id(&lb::dataplane::vip_key(f.service("dsr4udp")))
+            .expect("id");
+    assert_eq!(new_id, old_id, "the new VIP took the freed id");
+    let before = f.drops();
+    let r = f.run(&udp);
+    assert_eq!(r.action, XDP_DROP, "the old flow's packet is not forwarded");
+    assert_eq!(
+        f.drops()[DropReason::NO_SERVICE as usize],
+        before[DropReason::NO_SERVICE as usize] + 1,
+        "counted as no_service"
+    );
+    let tcp = tcp4([198, 18, 1, 13], 40401, [198, 18, 0, 100], 8080, true);
+    assert_eq!(f.run(&tcp).action, XDP_TX, "the new VIP serves");
+}
+
+/// A VIP switched from `dsr` to `ipip`: its established flows keep their backend and are
+/// sent the new way at once (the meta is read afresh for every packet).
+#[test]
+fn mode_change_applies_to_established_flows() {
+    let Some(mut f) = fixture("mode_change_applies_to_established_flows") else {
+        return;
+    };
+    let pkt = tcp4([198, 18, 1, 14], 40500, [198, 18, 0, 100], 80, false);
+    let r = f.run(&pkt);
+    assert_eq!(r.action, XDP_TX, "established on dsr");
+    let owner = r.output[0..6].to_vec();
+    let changed = CONFIG.replacen("port = 80\nmode = \"dsr\"", "port = 80\nmode = \"ipip\"", 1);
+    assert_ne!(changed, CONFIG);
+    let cfg2 = config_with(&f._inst, &changed);
+    f.dp.sync(&cfg2.services, &l2_for(&cfg2)).expect("sync");
+    f.cfg = cfg2;
+    let r = f.run(&pkt);
+    assert_eq!(r.action, XDP_TX);
+    assert_eq!(r.output.len(), pkt.len() + 20, "now encapsulated");
+    assert_eq!(r.output[14 + 9], 4, "outer protocol IPIP");
+    assert_eq!(&r.output[0..6], &owner[..], "same backend");
+    assert_eq!(&r.output[34..], &pkt[14..], "inner packet byte for byte");
+}

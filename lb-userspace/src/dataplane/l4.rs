@@ -17,13 +17,14 @@ use crate::{
 use aya::maps::{Array, ArrayOfMaps, HashMap, MapData, PerCpuArray, PerCpuValues};
 use lb_common::{
     backend::{Backend, BACKEND_DRAINING, BACKEND_UP},
+    filter::{self, VipFilter},
     maglev::{table_slot, INNER_MAP_FLAGS},
     maps::{self as names, MAX_BACKENDS, MAX_VIPS},
     settings::{Settings, FLAG_DEBUG_LOG},
     stats::{BackendStats, VipStats},
     vip::{
-        VipAddr4Key, VipAddrInfo, VipAddrKey, VipAddrSlot, VipKey, VipMeta, FAMILY_V4, FAMILY_V6,
-        MODE_DSR, MODE_IPIP, MODE_PASS,
+        vip_ref, VipAddr4Key, VipAddrInfo, VipAddrKey, VipAddrSlot, VipKey, VipMeta, FAMILY_V4,
+        FAMILY_V6, MODE_DSR, MODE_IPIP, MODE_PASS, VIP_REF_ID_BITS, VIP_REF_ID_MASK,
     },
 };
 use std::{
@@ -121,6 +122,12 @@ impl DataPlane {
     pub fn sync(&mut self, services: &[Service], l2: &L2Map) -> Result<(), DataPlaneError> {
         // 1. Ids: keep existing ones, allocate the lowest free ones for new VIPs/backends.
         let wanted_vips: Vec<VipKey> = services.iter().map(super::vip_key).collect();
+        let removed_vip_ids: Vec<u32> = self
+            .vip_ids
+            .iter()
+            .filter(|(k, _)| !wanted_vips.contains(k))
+            .map(|(_, i)| *i)
+            .collect();
         self.vip_ids.retain(|k, _| wanted_vips.contains(k));
         let fresh_vips = assign_ids(&mut self.vip_ids, &wanted_vips, MAX_VIPS, "VIPs")?;
         let wanted_backends: Vec<IpAddr> = {
@@ -253,9 +260,13 @@ impl DataPlane {
                 crate::config::Protocol::Tcp => self.tcp_timeout_jiffies,
                 crate::config::Protocol::Udp => self.udp_timeout_jiffies,
             };
+            meta.vip_ref = self.vip_ref(id, fresh_vips.contains(&id))?;
             let mut vips: HashMap<&mut MapData, VipKey, VipMeta> =
                 typed_mut(&mut self.ebpf, names::VIPS)?;
             vips.insert(key, meta, 0).map_err(map_err(names::VIPS))?;
+            let mut metas: Array<&mut MapData, VipMeta> =
+                typed_mut(&mut self.ebpf, names::VIP_METAS)?;
+            metas.set(id, meta, 0).map_err(map_err(names::VIP_METAS))?;
             by_addr
                 .entry(key.addr_key())
                 .or_default()
@@ -337,6 +348,35 @@ impl DataPlane {
             }
         }
 
+        // The filter over the addresses now served; then the metas of ids no VIP holds any
+        // more become tombstones: mode `pass` under a new generation, so no flow's
+        // reference matches them, nor the next VIP's (generations only move forward).
+        {
+            let mut filter = VipFilter::default();
+            for a in &wanted_addrs {
+                filter.set(if a.family == u32::from(FAMILY_V4) {
+                    filter::bit_v4(v4_key(a).addr)
+                } else {
+                    filter::bit_v6(&a.addr)
+                });
+            }
+            let mut arr: Array<&mut MapData, VipFilter> =
+                typed_mut(&mut self.ebpf, names::VIP_FILTER)?;
+            arr.set(0, filter, 0).map_err(map_err(names::VIP_FILTER))?;
+        }
+        {
+            let mut metas: Array<&mut MapData, VipMeta> =
+                typed_mut(&mut self.ebpf, names::VIP_METAS)?;
+            for &id in removed_vip_ids.iter().filter(|i| !fresh_vips.contains(i)) {
+                let prev = metas.get(&id, 0).unwrap_or_default().vip_ref;
+                let tomb = VipMeta {
+                    vip_ref: vip_ref(id, next_generation(prev)),
+                    ..Default::default()
+                };
+                metas.set(id, tomb, 0).map_err(map_err(names::VIP_METAS))?;
+            }
+        }
+
         // 6. Removed backends last: no table names them now; their flows re-pick.
         if !removed_backends.is_empty() {
             let mut arr: Array<&mut MapData, Backend> = typed_mut(&mut self.ebpf, names::BACKENDS)?;
@@ -347,6 +387,18 @@ impl DataPlane {
             }
         }
         Ok(())
+    }
+
+    /// The [`VipMeta::vip_ref`] of VIP `id`: the one in `lb_vip_metas` while the id keeps
+    /// its VIP (so conntrack entries stay valid across syncs and restarts), a new
+    /// generation when the id is `fresh` (given to another VIP) or has none.
+    fn vip_ref(&self, id: u32, fresh: bool) -> Result<u32, DataPlaneError> {
+        let metas: Array<&MapData, VipMeta> = typed(&self.ebpf, names::VIP_METAS)?;
+        let prev = metas.get(&id, 0).unwrap_or_default().vip_ref;
+        if !fresh && prev != 0 && prev & VIP_REF_ID_MASK == id {
+            return Ok(prev);
+        }
+        Ok(vip_ref(id, next_generation(prev)))
     }
 
     /// Writes `table` into a fresh inner array and installs it at outer `slot`.
@@ -426,6 +478,11 @@ impl DataPlane {
         let arr: PerCpuArray<&MapData, BackendStats> = typed(&self.ebpf, names::BACKEND_STATS)?;
         stats::sum_backend(&arr, id).map_err(map_err(names::BACKEND_STATS))
     }
+}
+
+/// The generation after the one in reference `prev`: 1..=0xffff, never 0.
+fn next_generation(prev: u32) -> u32 {
+    (prev >> VIP_REF_ID_BITS) % VIP_REF_ID_MASK + 1
 }
 
 /// MTU assumed for `ipip` when neither `l4.ipip_mtu` nor a resolved backend gives one.
