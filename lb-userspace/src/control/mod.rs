@@ -4,6 +4,8 @@
 //! that owns the data plane and rewrites the Maglev tables and backend flags.
 
 mod handler;
+#[cfg(test)]
+mod reload_tests;
 mod stat;
 
 use crate::{
