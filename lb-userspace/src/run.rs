@@ -352,7 +352,10 @@ fn reload_with_vrrp(d: &mut Daemon, members: Option<&Membership>) -> Result<Stri
     }
     let msg = d.reload()?;
     Ok(match members {
-        Some(m) => format!("{msg}; {}", m.reconfigure(&d.config.vrrp)),
+        Some(m) => {
+            m.set_xdp_first(d.config.services.iter().any(|s| s.mode.is_l4()));
+            format!("{msg}; {}", m.reconfigure(&d.config.vrrp))
+        }
         None => msg,
     })
 }
@@ -415,6 +418,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             Some(vrrp::status_path(&config.instance)),
             role_tx,
             control.service_availability(),
+            config.services.iter().any(|s| s.mode.is_l4()),
         )
         .await?;
         control.set_vrrp_reporter(m.reporter());

@@ -4,15 +4,24 @@
 //! are printed side by side: the gap between the last answer via lb1 and the first via lb2,
 //! and the failed requests.
 //!
+//! Each SIGKILL run is also taken apart from a capture on the client's link (the
+//! "where the time went" table): where the kill landed after lb1's last advert, lb2's
+//! detection (its first advert after lb1's last: 3 x interval + skew), its gratuitous
+//! ARP, and the first answer after it. That is how the 10-40 ms by which lb used to
+//! trail keepalived was found: random kill phases (now fixed per round, the same for
+//! both), the VIP add waiting behind the XDP attach for the RTNL lock (the VIPs now go
+//! first when no L4 VIP needs XDP), and that attach stalling the first connections
+//! (now 200 ms after the takeover).
+//!
 //! "lb1 dies" means the node's service dies: the VRRP daemon (lb, or keepalived) and the
 //! node's web server are SIGKILLed together. (Killing only keepalived would leave the VIP
 //! and the web server on lb1 answering, and there would be nothing to measure.)
 
 mod vrrp_support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use vrrp_support::*;
 
 /// Requests per failover run (at 50 ms: 2.5 s of load), well under the 400 cap.
@@ -25,9 +34,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 const PERIOD: Duration = Duration::from_millis(50);
-/// When lb1 is stopped, from the start of the load, in round 0. Round r adds
-/// `5 + 20 r` ms, so five rounds land evenly across the 50 ms request grid and across a
-/// 100 ms advert cycle (a kill at a fixed offset would measure one phase only).
+/// When lb1 is stopped, from the start of the load, about: the exact moment is set in
+/// step with lb1's adverts (see `scenario_timed`).
 const KILL_AT: Duration = Duration::from_millis(1000);
 /// Rounds per implementation: the gap depends on where in the advert cycle the kill
 /// lands (up to one interval) and on the 50 ms request grid (up to two periods), so runs
@@ -54,8 +62,87 @@ enum Stop {
     Term,
 }
 
+/// Where the time of one failover went, from the client's side of the wire (ms).
+#[derive(Clone, Copy, Debug, Default)]
+struct Timeline {
+    /// The kill, after lb1's last advert (where in the advert cycle it landed).
+    kill_after_advert: f64,
+    /// lb2's first advert after lb1's last one: master-down detection.
+    detect: f64,
+    /// lb2's first gratuitous ARP, after its first advert (negative: before it).
+    garp_after_advert: f64,
+    /// The first answer via lb2, after its first gratuitous ARP.
+    answer_after_garp: f64,
+    /// The last answer via lb1, before the kill (negative: after it).
+    last_answer_before_kill: f64,
+}
+
+fn ms_between(a: Instant, b: Instant) -> f64 {
+    if b >= a {
+        (b - a).as_secs_f64() * 1000.0
+    } else {
+        -((a - b).as_secs_f64() * 1000.0)
+    }
+}
+
+/// Takes a failover apart from the capture and the client's samples.
+fn timeline(
+    lab: &Lab,
+    wire: &[(Instant, WireEvent)],
+    kill: Instant,
+    start: Instant,
+    samples: &[Sample],
+) -> Option<Timeline> {
+    let lb1 = lab.host(LB1).ipv4();
+    let lb2 = lab.host(LB2).ipv4();
+    let lb2_mac = lab.host(LB2).mac().ok()?;
+    let last_a1 = wire
+        .iter()
+        .filter(|(t, e)| *e == WireEvent::Advert(lb1) && *t <= kill)
+        .map(|(t, _)| *t)
+        .max()?;
+    let first_a2 = wire
+        .iter()
+        .filter(|(t, e)| *e == WireEvent::Advert(lb2) && *t > kill)
+        .map(|(t, _)| *t)
+        .min()?;
+    let first_garp = wire
+        .iter()
+        .filter(|(t, e)| *e == WireEvent::Garp(lb2_mac) && *t > kill)
+        .map(|(t, _)| *t)
+        .min()?;
+    let first_answer = samples
+        .iter()
+        .filter(|s| s.node.as_deref() == Some("lb2"))
+        .map(|s| start + s.done)
+        .min()?;
+    let last_answer = samples
+        .iter()
+        .filter(|s| s.node.as_deref() == Some("lb1"))
+        .map(|s| start + s.done)
+        .max()?;
+    Some(Timeline {
+        kill_after_advert: ms_between(last_a1, kill),
+        detect: ms_between(last_a1, first_a2),
+        garp_after_advert: ms_between(first_a2, first_garp),
+        answer_after_garp: ms_between(first_garp, first_answer),
+        last_answer_before_kill: ms_between(last_answer, kill),
+    })
+}
+
 /// One run: lab, both nodes, load, stop lb1 at KILL_AT; returns what the client saw.
 fn scenario(which: Impl, ms: u32, stop: Stop, round: u32, prefix: &str) -> Result<Outcome> {
+    scenario_timed(which, ms, stop, round, prefix).map(|(o, _)| o)
+}
+
+/// [`scenario`] with the failover's timeline (SIGKILL runs only).
+fn scenario_timed(
+    which: Impl,
+    ms: u32,
+    stop: Stop,
+    round: u32,
+    prefix: &str,
+) -> Result<(Outcome, Option<Timeline>)> {
     let mut lab = Lab::new(prefix, 3)?;
     let http1 = lab.start_http(LB1, "lb1")?;
     let _http2 = lab.start_http(LB2, "lb2")?;
@@ -75,14 +162,35 @@ fn scenario(which: Impl, ms: u32, stop: Stop, round: u32, prefix: &str) -> Resul
         "lb2 holds the VIP while lb1 is master".into()
     })?;
 
-    // Shift the request grid against the master's advert cycle from round to round
-    // (10 ms steps over the 50 ms period): otherwise the moment of takeover falls at the
-    // same point of the grid in every round, and one implementation can lose (or win) up
-    // to a whole period in all of them by the accident of its advert phase.
-    std::thread::sleep(Duration::from_millis(10 * u64::from(round % 5)));
-    let load = Load::start(&lab, REQUESTS, PERIOD)?;
-    let kill_at = KILL_AT + Duration::from_millis(5 + 20 * u64::from(round % 5));
-    std::thread::sleep(kill_at.saturating_sub(load.start.elapsed()));
+    // Round r kills lb1 at the same point of its advert cycle (phase) and of the client's
+    // request grid (shift) for both implementations, spread over the cycle and the grid
+    // from round to round: the gap depends on both by up to one advert interval and one
+    // request period, and with random phases five rounds compared noise, not takeovers.
+    let wire = WireLog::start(&lab, Duration::from_secs(10))?;
+    let lb1_ip = lab.host(LB1).ipv4();
+    let nominal = Duration::from_millis(u64::from(ms));
+    let phase = nominal * (2 * (round % 5) + 1) / 10;
+    let shift = Duration::from_millis(u64::from((5 + 20 * (round % 5)) % 50));
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(
+            wire.next_advert(lb1_ip, Duration::from_secs(2))
+                .context("no advert from lb1 on the wire")?,
+        );
+    }
+    let (first, last) = (seen[0], seen[5]);
+    let period = (last - first) / 5;
+    let n = (KILL_AT.as_nanos() / period.as_nanos().max(1)) as u32 + 4;
+    let advert_before_kill = last + period * n;
+    let load_start = advert_before_kill + phase - KILL_AT - shift;
+    let load = Load::start_at(&lab, REQUESTS, PERIOD, load_start)?;
+    // In step with lb1's real adverts: wait for the one expected just before the kill.
+    std::thread::sleep((advert_before_kill - period / 2).saturating_duration_since(Instant::now()));
+    let advert = wire
+        .next_advert(lb1_ip, period * 2)
+        .context("lb1 stopped advertising before the kill")?;
+    std::thread::sleep((advert + phase).saturating_duration_since(Instant::now()));
+    let killed = Instant::now();
     match stop {
         Stop::Kill => {
             // The whole process group: keepalived's VRRP child would otherwise notice its
@@ -94,7 +202,10 @@ fn scenario(which: Impl, ms: u32, stop: Stop, round: u32, prefix: &str) -> Resul
             d1.kill_with(libc::SIGTERM)?;
         }
     }
+    let start = load.start;
     let samples = load.finish()?;
+    let wire = wire.finish();
+    let times = timeline(&lab, &wire, killed, start, &samples);
     if matches!(stop, Stop::Term) {
         let st = d1.wait_timeout(Duration::from_secs(10))?;
         check(st.is_some(), || "lb1 did not exit after SIGTERM".into())?;
@@ -107,7 +218,7 @@ fn scenario(which: Impl, ms: u32, stop: Stop, round: u32, prefix: &str) -> Resul
         )
     })?;
     drop(d2.kill_with(libc::SIGKILL));
-    Ok(out)
+    Ok((out, times))
 }
 
 fn killpg(p: &lb_tests::netns::NsProcess) {
@@ -121,14 +232,54 @@ fn mean(v: Vec<Duration>) -> Duration {
 
 fn rounds(which: Impl, ms: u32, prefix: &str) -> Result<(Vec<Outcome>, Duration)> {
     let mut outs = Vec::new();
+    let mut times = Vec::new();
     for round in 0..ROUNDS {
-        outs.push(scenario(which, ms, Stop::Kill, round as u32, prefix)?);
+        let (o, t) = scenario_timed(which, ms, Stop::Kill, round as u32, prefix)?;
+        outs.push(o);
+        times.extend(t);
     }
+    print_timelines(&which.name(ms), &times);
     let gaps: Vec<Duration> = outs
         .iter()
         .map(|o| o.gap.unwrap_or(Duration::from_secs(99)))
         .collect();
     Ok((outs, mean(gaps)))
+}
+
+/// Prints each round's timeline and the means, so a difference between implementations
+/// shows where it comes from.
+fn print_timelines(name: &str, times: &[Timeline]) {
+    println!("\n{name}: where the time went (ms, seen from the client's link)");
+    println!(
+        "{:>10} {:>10} {:>10} {:>10} {:>10}",
+        "kill-adv", "detect", "garp-adv", "ans-garp", "ans1-kill"
+    );
+    let mut sum = Timeline::default();
+    for t in times {
+        println!(
+            "{:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            t.kill_after_advert,
+            t.detect,
+            t.garp_after_advert,
+            t.answer_after_garp,
+            t.last_answer_before_kill
+        );
+        sum.kill_after_advert += t.kill_after_advert;
+        sum.detect += t.detect;
+        sum.garp_after_advert += t.garp_after_advert;
+        sum.answer_after_garp += t.answer_after_garp;
+        sum.last_answer_before_kill += t.last_answer_before_kill;
+    }
+    let n = times.len().max(1) as f64;
+    println!(
+        "{:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}  mean of {}",
+        sum.kill_after_advert / n,
+        sum.detect / n,
+        sum.garp_after_advert / n,
+        sum.answer_after_garp / n,
+        sum.last_answer_before_kill / n,
+        times.len()
+    );
 }
 
 fn print_table(title: &str, rows: &[(String, &Outcome)]) {
@@ -172,30 +323,19 @@ fn vrrp_sigkill_failover_100ms_lb_vs_keepalived() {
         lb_mean.as_secs_f64(),
         ka_mean.as_secs_f64()
     );
-    // The issue's target is under 0.4 s; the master-down interval alone is 0.36 s here, so
-    // the request grid (50 ms) decides whether a run lands just under or just over it.
-    // Report the target, fail on a real regression (one request period beyond it).
-    if lb_mean >= Duration::from_millis(400) {
-        println!("NOTE: lb's mean gap {lb_mean:?} is not under the 0.4 s target");
-    }
+    // The targets: under 0.4 s, and at most keepalived's. Both implementations are killed
+    // at the same five points of the advert cycle and the request grid, so the gaps
+    // differ only by takeover latency, and a round's gap moves in 50 ms steps (the grid).
+    // The tolerance is one such step spread over the rounds: a single CPU stall of the
+    // shared machine must not fail the test, a slower takeover does.
+    const TOLERANCE: Duration = Duration::from_millis(15);
     assert!(
-        lb_mean < Duration::from_millis(400) + PERIOD,
-        "lb mean gap {lb_mean:?} is more than one request period over 0.4 s"
+        lb_mean < Duration::from_millis(400),
+        "lb mean gap {lb_mean:?} is not under 0.4 s"
     );
-    // Same RFC timers, so the gaps differ only by where the kill lands in the advert
-    // cycle, the request grid, and takeover latency. The issue's target is "at most
-    // keepalived's"; measured here, lb's 5-round mean has been 10-30 ms above keepalived's
-    // in every run (also with the XDP attach disabled; cause not found yet), so this
-    // asserts the measurement's resolution, one request period, and prints the rest.
-    if lb_mean > ka_mean {
-        println!(
-            "NOTE: lb's mean gap is {:.0} ms above keepalived's (target: at most keepalived's)",
-            (lb_mean - ka_mean).as_secs_f64() * 1000.0
-        );
-    }
     assert!(
-        lb_mean <= ka_mean + PERIOD,
-        "lb mean gap {lb_mean:?} is worse than keepalived's {ka_mean:?} by more than {PERIOD:?}"
+        lb_mean <= ka_mean + TOLERANCE,
+        "lb mean gap {lb_mean:?} is worse than keepalived's {ka_mean:?} by more than {TOLERANCE:?}"
     );
 }
 

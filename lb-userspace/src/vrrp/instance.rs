@@ -13,7 +13,14 @@ use super::{
     Role, RoleEvent, VrrpError,
 };
 use crate::{config::VrrpConfig, control::ServiceAvailability, netlink_addr::AddrHandle};
-use std::{net::IpAddr, sync::Arc, time::Duration};
+use std::{
+    net::IpAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 use tokio::{
     sync::{mpsc, oneshot, watch},
     time::Instant,
@@ -31,6 +38,12 @@ const DRAIN_MAX: usize = 4096;
 /// recognised as gratuitous, and other stacks are stricter: keepalived repeats its burst
 /// after 5 s (`vrrp_garp_master_delay`) for the same reason.
 const GARP_REPEAT_DELAY: Duration = Duration::from_millis(1100);
+/// When no L4 VIP needs XDP before the VIP appears, how long after a takeover the daemon
+/// is asked to attach XDP: attaching to a veth (and, on many NIC drivers, reconfiguring
+/// the rings) stalls the interface's traffic for 10-30 ms, which must not fall on the
+/// clients' first connections after the gratuitous ARPs. The XDP program only counts
+/// (and drops unserved ports of) `pass`/`http` VIPs meanwhile.
+const ATTACH_DELAY: Duration = Duration::from_millis(200);
 /// How long a transition waits for the daemon to attach or detach XDP.
 const ROLE_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a stopping master keeps the VIP after its successor spoke, at most: long
@@ -48,6 +61,8 @@ pub(super) struct Inputs {
     pub services: watch::Receiver<ServiceAvailability>,
     /// Bumped on netlink link events (`track_interface`).
     pub links: watch::Receiver<u64>,
+    /// Whether XDP must be attached before the VIPs appear (see [`Instance::xdp_first`]).
+    pub xdp_first: Arc<AtomicBool>,
 }
 
 /// Everything an instance task owns.
@@ -62,9 +77,17 @@ pub(super) struct Instance {
     pub updates: watch::Receiver<Arc<VrrpConfig>>,
     pub services: watch::Receiver<ServiceAvailability>,
     pub links: watch::Receiver<u64>,
+    /// True while the daemon has L4 VIPs: their flows must be in XDP's hands before the
+    /// VIP appears, so a takeover waits for the attach. Otherwise the VIPs, the GARPs and
+    /// the first advert go out first and the daemon attaches afterwards: attaching XDP to
+    /// a veth holds the RTNL lock for 10-20 ms, and a VIP add queued behind it delayed
+    /// takeovers by as much (seen in the side-by-side with keepalived).
+    pub xdp_first: Arc<AtomicBool>,
     pub board: Arc<StatusBoard>,
     /// Authenticated mode's sending side (`auth_key`).
     pub signer: Option<Signer>,
+    /// When to tell the daemon about a takeover it need not wait for (ATTACH_DELAY).
+    pub attach_at: Option<Instant>,
 }
 
 /// Why an instance is (or is not) in FAULT, and what tracking does to its priority.
@@ -136,8 +159,10 @@ impl Instance {
             updates: inputs.updates,
             services: inputs.services,
             links: inputs.links,
+            xdp_first: inputs.xdp_first,
             board,
             signer,
+            attach_at: None,
         })
     }
 
@@ -339,6 +364,11 @@ impl Instance {
                     self.board.update(&status, false);
                     self.retrack(&mut m, &mut f, stopping, &mut status)
                 }
+                _ = sleep_until(self.attach_at), if self.attach_at.is_some() => {
+                    self.attach_at = None;
+                    self.role(Role::Master, false).await;
+                    continue;
+                }
                 _ = sleep_until(garp_again), if held && garp_again.is_some() => {
                     garp_again = None;
                     for _ in 0..self.cfg.garp_count {
@@ -478,7 +508,12 @@ impl Instance {
                 }
                 Action::BecomeMaster => {
                     let t0 = std::time::Instant::now();
-                    self.role(Role::Master).await;
+                    let xdp_first = self.xdp_first.load(Ordering::Relaxed);
+                    if xdp_first {
+                        self.role(Role::Master, true).await;
+                    } else {
+                        self.attach_at = Some(Instant::now() + ATTACH_DELAY);
+                    }
                     self.take_vips().await;
                     *held = true;
                     for _ in 0..self.cfg.garp_count {
@@ -489,7 +524,7 @@ impl Instance {
                     }
                     info!(
                         instance = %self.cfg.name, vrid = self.cfg.vrid,
-                        takeover_us = t0.elapsed().as_micros() as u64, "MASTER"
+                        takeover_us = t0.elapsed().as_micros() as u64, xdp_first, "MASTER"
                     );
                     self.transition(m, State::Master, status);
                 }
@@ -498,7 +533,10 @@ impl Instance {
                         self.release_vips().await;
                         *held = false;
                     }
-                    self.role(Role::Backup).await;
+                    // A takeover the daemon has not heard of yet needs no undoing.
+                    self.attach_at = None;
+                    self.role(Role::Backup, self.xdp_first.load(Ordering::Relaxed))
+                        .await;
                     info!(instance = %self.cfg.name, vrid = self.cfg.vrid, "BACKUP");
                     self.transition(m, m.state(), status);
                 }
@@ -520,7 +558,10 @@ impl Instance {
                         self.release_vips().await;
                         *held = false;
                     }
-                    self.role(Role::Backup).await;
+                    // A takeover the daemon has not heard of yet needs no undoing.
+                    self.attach_at = None;
+                    self.role(Role::Backup, self.xdp_first.load(Ordering::Relaxed))
+                        .await;
                     self.transition(m, State::Initialize, status);
                     stopped = *self.stop.borrow();
                 }
@@ -549,18 +590,18 @@ impl Instance {
         }
     }
 
-    /// Tells the daemon (XDP attach/detach) and waits, bounded, until it is done.
-    async fn role(&self, role: Role) {
-        let (done, wait) = oneshot::channel();
+    /// Tells the daemon (XDP attach/detach); with `wait`, waits (bounded) until it is done.
+    async fn role(&self, role: Role, wait: bool) {
+        let (done, acked) = oneshot::channel();
         let ev = RoleEvent {
             instance: self.cfg.name.clone(),
             role,
             done,
         };
-        if self.events.send(ev).await.is_err() {
+        if self.events.send(ev).await.is_err() || !wait {
             return;
         }
-        if tokio::time::timeout(ROLE_ACK_TIMEOUT, wait).await.is_err() {
+        if tokio::time::timeout(ROLE_ACK_TIMEOUT, acked).await.is_err() {
             warn!(instance = %self.cfg.name, ?role, "data plane did not confirm the role change in time");
         }
     }

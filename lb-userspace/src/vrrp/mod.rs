@@ -30,7 +30,10 @@ use status::StatusBoard;
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 use tokio::{
@@ -118,6 +121,7 @@ pub struct Membership {
     board: Arc<StatusBoard>,
     reload: mpsc::UnboundedSender<Vec<VrrpConfig>>,
     current: Mutex<Vec<VrrpConfig>>,
+    xdp_first: Arc<AtomicBool>,
 }
 
 /// What a reload does to the running instances, by name.
@@ -178,13 +182,16 @@ impl Membership {
     /// Starts one task per configured instance; role changes arrive on `events`. The
     /// status file goes to `status_path` if given. Returns once every instance's sockets
     /// are open (or with the first error).
-    /// `services` is the state manager's service availability (`track_service`).
+    /// `services` is the state manager's service availability (`track_service`);
+    /// `xdp_first`: the daemon has L4 VIPs (see [`Membership::set_xdp_first`]).
     pub async fn start(
         configs: &[VrrpConfig],
         status_path: Option<PathBuf>,
         events: mpsc::Sender<RoleEvent>,
         services: watch::Receiver<ServiceAvailability>,
+        xdp_first: bool,
     ) -> Result<Self, VrrpError> {
+        let xdp_first = Arc::new(AtomicBool::new(xdp_first));
         let (stop, stop_rx) = watch::channel(false);
         let (abort, abort_rx) = oneshot::channel::<()>();
         let (ready_tx, ready_rx) = oneshot::channel::<Result<(), VrrpError>>();
@@ -194,6 +201,7 @@ impl Membership {
         let current = Mutex::new(configs.to_vec());
         let configs = configs.to_vec();
         let b = board.clone();
+        let x = Arc::clone(&xdp_first);
         std::thread::Builder::new()
             .name("lb-vrrp".into())
             .spawn(move || {
@@ -209,6 +217,7 @@ impl Membership {
                     }
                 };
                 let io = Io {
+                    xdp_first: x,
                     board: b,
                     events,
                     services,
@@ -229,6 +238,7 @@ impl Membership {
                 board,
                 reload,
                 current,
+                xdp_first,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(VrrpError::Runtime(std::io::Error::other(
@@ -247,6 +257,13 @@ impl Membership {
         let line = plan.summary();
         info!("{line}");
         line
+    }
+
+    /// Whether a takeover must wait for XDP before adding the VIPs: true while the
+    /// daemon has L4 VIPs (their flows must not reach the local stack); otherwise the
+    /// VIPs and announcements go first and XDP is attached right after.
+    pub fn set_xdp_first(&self, on: bool) {
+        self.xdp_first.store(on, Ordering::Relaxed);
     }
 
     /// Starts the graceful stop of every instance (a master hands over first).
@@ -281,9 +298,9 @@ impl Membership {
         Arc::new(move || board.lines().join("\n"))
     }
 
-    /// Writes out the final status.
+    /// Writes out the final status (on the calling thread, before the process exits).
     pub fn finish(&self) {
-        self.board.flush();
+        self.board.flush_now();
     }
 }
 
@@ -295,6 +312,7 @@ impl Drop for Membership {
 
 /// What the membership thread talks to.
 struct Io {
+    xdp_first: Arc<AtomicBool>,
     board: Arc<StatusBoard>,
     events: mpsc::Sender<RoleEvent>,
     services: watch::Receiver<ServiceAvailability>,
@@ -318,6 +336,7 @@ fn slot(
     generation: u64,
     services: &watch::Receiver<ServiceAvailability>,
     links: &watch::Receiver<u64>,
+    xdp_first: &Arc<AtomicBool>,
 ) -> (Slot, Inputs) {
     let (stop, stop_rx) = watch::channel(false);
     let (updates, updates_rx) = watch::channel(Arc::new(cfg.clone()));
@@ -333,6 +352,7 @@ fn slot(
             updates: updates_rx,
             services: services.clone(),
             links: links.clone(),
+            xdp_first: Arc::clone(xdp_first),
         },
     )
 }
@@ -341,6 +361,7 @@ fn slot(
 /// flush the status.
 async fn run_all(configs: Vec<VrrpConfig>, io: Io, ready: oneshot::Sender<Result<(), VrrpError>>) {
     let Io {
+        xdp_first,
         board,
         events,
         services,
@@ -356,7 +377,7 @@ async fn run_all(configs: Vec<VrrpConfig>, io: Io, ready: oneshot::Sender<Result
         let mut instances = Vec::with_capacity(configs.len());
         for cfg in &configs {
             generation += 1;
-            let (sl, inputs) = slot(cfg, generation, &services, &links);
+            let (sl, inputs) = slot(cfg, generation, &services, &links, &xdp_first);
             let i = Instance::open(
                 cfg.clone(),
                 addrs.clone(),
@@ -398,7 +419,7 @@ async fn run_all(configs: Vec<VrrpConfig>, io: Io, ready: oneshot::Sender<Result
                  cfg: VrrpConfig| {
         *generation += 1;
         let g = *generation;
-        let (sl, inputs) = slot(&cfg, g, &services, &links);
+        let (sl, inputs) = slot(&cfg, g, &services, &links, &xdp_first);
         slots.insert(cfg.name.clone(), sl);
         let (addrs, events, board) = (addrs.clone(), events.clone(), board.clone());
         tasks.spawn(async move {

@@ -3,6 +3,10 @@
 //! all of them to one small text file, at once on a transition and at most every
 //! [`FLUSH_INTERVAL`] for counters.
 //!
+//! The file is written by a thread of its own, never by the membership thread: /run may be
+//! on a disk, and a write or rename there waited behind other IO for over 100 ms on a busy
+//! machine, long enough for the backups of a 20 ms master to take over.
+//!
 //! File format: one line per instance, `key=value` fields separated by spaces, e.g.
 //! `instance=web vrid=51 state=MASTER priority=150 ... drop.checksum=3 ...`.
 
@@ -13,7 +17,7 @@ use std::{
     fmt::Write as _,
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{mpsc, Arc, Mutex},
     time::Duration,
 };
 
@@ -127,8 +131,36 @@ impl InstanceStatus {
 /// All instances' status, written to one file.
 #[derive(Debug)]
 pub struct StatusBoard {
-    path: Option<PathBuf>,
+    file: Option<Arc<StatusFile>>,
     inner: Mutex<(BTreeMap<String, String>, bool)>,
+    /// Numbers the texts handed to the writer, so an older one never replaces a newer.
+    seq: std::sync::atomic::AtomicU64,
+    writer: Option<Mutex<mpsc::Sender<(u64, String)>>>,
+}
+
+/// The file and the number of the text it holds.
+#[derive(Debug)]
+struct StatusFile {
+    path: PathBuf,
+    written: Mutex<u64>,
+}
+
+impl StatusFile {
+    /// Writes `text` (number `seq`) unless a newer one is there; write then rename, so a
+    /// reader never sees half a file.
+    fn write(&self, seq: u64, text: &str) {
+        let Ok(mut w) = self.written.lock() else {
+            return;
+        };
+        if seq <= *w {
+            return;
+        }
+        let tmp = self.path.with_extension("tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+        *w = seq;
+    }
 }
 
 impl StatusBoard {
@@ -137,14 +169,39 @@ impl StatusBoard {
         if let Some(dir) = path.as_deref().and_then(Path::parent) {
             let _ = std::fs::create_dir_all(dir);
         }
+        let file = path.map(|path| {
+            Arc::new(StatusFile {
+                path,
+                written: Mutex::new(0),
+            })
+        });
+        let writer = file.as_ref().and_then(|f| {
+            let (tx, rx) = mpsc::channel::<(u64, String)>();
+            let f = Arc::clone(f);
+            std::thread::Builder::new()
+                .name("lb-vrrp-status".into())
+                .spawn(move || {
+                    while let Ok(mut next) = rx.recv() {
+                        // Only the newest of what queued up meanwhile is worth writing.
+                        while let Ok(n) = rx.try_recv() {
+                            next = n;
+                        }
+                        f.write(next.0, &next.1);
+                    }
+                })
+                .ok()
+                .map(|_| Mutex::new(tx))
+        });
         Self {
-            path,
+            file,
             inner: Mutex::new((BTreeMap::new(), false)),
+            seq: std::sync::atomic::AtomicU64::new(0),
+            writer,
         }
     }
 
-    /// Records `status`; writes the file now if `now` (a transition), else marks it dirty
-    /// for the next [`StatusBoard::flush`].
+    /// Records `status`; has the file written now if `now` (a transition), else marks it
+    /// dirty for the next [`StatusBoard::flush`]. Never waits for the disk.
     pub fn update(&self, status: &InstanceStatus, now: bool) {
         let Ok(mut g) = self.inner.lock() else { return };
         g.0.insert(status.name.clone(), status.render());
@@ -177,25 +234,48 @@ impl StatusBoard {
             .unwrap_or_default()
     }
 
-    fn write_locked(&self, g: &mut (BTreeMap<String, String>, bool)) {
+    fn text_locked(&self, g: &mut (BTreeMap<String, String>, bool)) -> (u64, String) {
         g.1 = false;
-        let Some(path) = &self.path else { return };
         let mut text = String::new();
         for l in g.0.values() {
             text.push_str(l);
             text.push('\n');
         }
-        // Write then rename, so a reader never sees half a file.
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (seq, text)
+    }
+
+    fn write_locked(&self, g: &mut (BTreeMap<String, String>, bool)) {
+        if self.file.is_none() {
+            g.1 = false;
+            return;
         }
+        let next = self.text_locked(g);
+        let queued = self
+            .writer
+            .as_ref()
+            .and_then(|w| w.lock().ok())
+            .is_some_and(|w| w.send(next.clone()).is_ok());
+        if !queued {
+            if let Some(f) = &self.file {
+                f.write(next.0, &next.1);
+            }
+        }
+    }
+
+    /// Writes the current state now, on the calling thread (at shutdown, so the last
+    /// state is on disk before the process exits).
+    pub fn flush_now(&self) {
+        let Ok(mut g) = self.inner.lock() else { return };
+        let Some(f) = &self.file else { return };
+        let (seq, text) = self.text_locked(&mut g);
+        f.write(seq, &text);
     }
 
     /// Removes the file (the daemon is gone; a stale status would mislead).
     pub fn remove(&self) {
-        if let Some(p) = &self.path {
-            let _ = std::fs::remove_file(p);
+        if let Some(f) = &self.file {
+            let _ = std::fs::remove_file(&f.path);
         }
     }
 }

@@ -460,10 +460,14 @@ pub struct Load {
 
 impl Load {
     pub fn start(lab: &Lab, count: usize, period: Duration) -> Result<Load> {
+        Self::start_at(lab, count, period, Instant::now())
+    }
+
+    /// [`Load::start`] with the first request at `start` (now or later).
+    pub fn start_at(lab: &Lab, count: usize, period: Duration, start: Instant) -> Result<Load> {
         let (tx, rx) = mpsc::channel();
         let vip = lab.vip();
         let path = lab.ns(CLIENT).path();
-        let start = Instant::now();
         std::thread::spawn(move || {
             let f = std::fs::File::open(path).expect("open netns");
             use std::os::fd::AsRawFd;
@@ -694,4 +698,124 @@ pub fn capture(lab: &Lab, at: usize, src: Ipv4Addr, dur: Duration) -> Result<Vec
         }
         Ok(out)
     })?
+}
+
+/// What the wire capture in the client's namespace saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireEvent {
+    /// A VRRP packet from this source.
+    Advert(Ipv4Addr),
+    /// A gratuitous ARP for the VIP (the sender's IP is the VIP) from this MAC.
+    Garp([u8; 6]),
+}
+
+/// A capture of VRRP and gratuitous ARP packets, seen from the client, with the times
+/// they arrived (for taking a failover apart: detection, announcement, first answer).
+pub struct WireLog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<(Instant, WireEvent)>>>,
+    /// Every event as it is seen, for tests that act in step with the adverts.
+    pub live: mpsc::Receiver<(Instant, WireEvent)>,
+}
+
+impl WireLog {
+    /// Starts capturing on the client's eth0 (for at most `max`).
+    pub fn start(lab: &Lab, max: Duration) -> Result<WireLog> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let vip = lab.vip();
+        let path = lab.ns(CLIENT).path();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (live_tx, live) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let f = std::fs::File::open(path).expect("open netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns/socket syscalls on this thread with valid arguments; the fd
+            // is closed at the end.
+            unsafe {
+                assert_eq!(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET), 0);
+                let proto = (libc::ETH_P_ALL as u16).to_be();
+                let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
+                let _ = ready_tx.send(fd >= 0);
+                if fd < 0 {
+                    return out;
+                }
+                let tv = libc::timeval {
+                    tv_sec: 0,
+                    tv_usec: 20_000,
+                };
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    (&tv as *const libc::timeval).cast(),
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+                let end = Instant::now() + max;
+                let mut buf = [0u8; 2048];
+                while Instant::now() < end && !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                    let at = Instant::now();
+                    if n < 42 {
+                        continue;
+                    }
+                    let p = &buf[..n as usize];
+                    match u16::from_be_bytes([p[12], p[13]]) {
+                        0x0800 if p[14 + 9] == 112 => {
+                            let src = Ipv4Addr::new(p[26], p[27], p[28], p[29]);
+                            out.push((at, WireEvent::Advert(src)));
+                            let _ = live_tx.send((at, WireEvent::Advert(src)));
+                        }
+                        0x0806 if p[28..32] == vip.octets() => {
+                            let mut mac = [0u8; 6];
+                            mac.copy_from_slice(&p[22..28]);
+                            out.push((at, WireEvent::Garp(mac)));
+                        }
+                        _ => {}
+                    }
+                }
+                libc::close(fd);
+            }
+            out
+        });
+        if !ready_rx.recv().unwrap_or(false) {
+            bail!("cannot open a packet socket in the client's namespace");
+        }
+        Ok(WireLog {
+            stop,
+            handle: Some(handle),
+            live,
+        })
+    }
+
+    /// Waits (up to `timeout`) for the next advert from `src` seen from now on (older
+    /// queued ones are skipped); when it was seen.
+    pub fn next_advert(&self, src: Ipv4Addr, timeout: Duration) -> Option<Instant> {
+        let now = Instant::now();
+        let end = now + timeout;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.live.recv_timeout(left) {
+                Ok((t, WireEvent::Advert(a))) if a == src && t >= now => return Some(t),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Stops and returns what was seen.
+    pub fn finish(mut self) -> Vec<(Instant, WireEvent)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for WireLog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
