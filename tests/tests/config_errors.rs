@@ -257,6 +257,16 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             vrrp("vrid = 51\npreemt = false", "vips = [\"198.18.0.99/24\"]"),
             vec!["{f}:7:1: unknown field `preemt`", "(did you mean `preempt`?)"],
         ),
+        (
+            "[global] user that is not a user name",
+            format!("{XDP}[global]\nuser = \"root:root\"\n"),
+            vec!["{f}:4:8: global.user: \"root:root\" is not a user or group name or number"],
+        ),
+        (
+            "[global] group without user",
+            format!("{XDP}[global]\ngroup = \"lb\"\n"),
+            vec!["{f}:4:9: global.group: `group` needs `user` too"],
+        ),
     ]
 }
 
