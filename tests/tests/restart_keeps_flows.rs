@@ -462,3 +462,123 @@ fn pins_of_another_map_layout_are_replaced_with_a_message() -> Result<()> {
     ensure!(d.stop()?.success());
     Ok(())
 }
+
+/// Held by VRRP on the lb's eth0 in the VRRP case; the client routes the VIP through it.
+const VRRP_VIP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 250);
+
+/// With VRRP, only what is attached is taken over: the new lb adopts the link a MASTER
+/// left, then follows its role (BACKUP at start: detached; MASTER after the master-down
+/// interval: attached again). The stream pauses for that moment but is not reset and
+/// stays on its backend, because the conntrack table is the pinned one.
+#[test]
+fn vrrp_master_stopped_for_upgrade_is_adopted_then_follows_its_role() -> Result<()> {
+    if !require::privileged("vrrp_master_stopped_for_upgrade_is_adopted_then_follows_its_role") {
+        return Ok(());
+    }
+    let inst = Instance::new("rsv");
+    let topo = Topology::builder("rsv")
+        .hosts(4)
+        .disable_tx_offload(true)
+        .build()?;
+    let client = topo.host(0).ns();
+    let lbh = topo.host(1);
+    client.ip(&[
+        "route",
+        "add",
+        "198.19.0.0/24",
+        "via",
+        &VRRP_VIP.to_string(),
+    ])?;
+    let mut backends = Vec::new();
+    let mut list = Vec::new();
+    for (i, name) in ["b1", "b2"].iter().enumerate() {
+        let ns = topo.host(i + 2).ns();
+        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        backends.push(start_backend(ns, name)?);
+        list.push((*name, topo.host(i + 2).ipv4()));
+    }
+    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
+    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
+    peer.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _peer = NsProcess::spawn(peer)?;
+    std::thread::sleep(Duration::from_millis(300));
+
+    let sock_dir = tempfile::tempdir()?;
+    let socket = sock_dir.path().join("lb.sock").display().to_string();
+    let text = format!(
+        "{}\n[[vrrp]]\nname = \"web\"\ninterface = \"eth0\"\nvrid = 78\npriority = 100\n\
+         advert_interval = \"100ms\"\nvips = [\"{VRRP_VIP}/24\"]\n",
+        config(inst.name(), &socket, &list)
+    );
+    // Daemon::start returns once XDP is attached: with VRRP, once MASTER.
+    let mut old = Daemon::start(lbh.ns(), &text)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stream, pinger) = start_stream(client, stop.clone())?;
+    let mut pinger = Some(pinger);
+    let owner = stream
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .answers
+        .first()
+        .cloned()
+        .context("first answer")?;
+
+    let outcome = (|| -> Result<()> {
+        old.signal(libc::SIGUSR2)?;
+        wait_exit(&mut old)?;
+        ensure!(old.log().contains("XDP left attached"), "{}", old.log());
+        let new = Daemon::start(lbh.ns(), &text)?;
+        let log = new.log();
+        let took = log.find("took over the XDP program").context("adopted")?;
+        let detached = log
+            .find("XDP detached (no instance is MASTER)")
+            .context("detached as BACKUP")?;
+        let attached = log.rfind("XDP attached").context("attached as MASTER")?;
+        ensure!(
+            took < detached && detached < attached,
+            "adopt, BACKUP detach, MASTER attach:\n{log}"
+        );
+        println!("new lb: adopted the link, detached as BACKUP, attached as MASTER");
+        let before = stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answers
+            .len();
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .answers
+            .len();
+        ensure!(
+            after > before + 20,
+            "the stream flows again ({before} -> {after})"
+        );
+        stop.store(true, Ordering::SeqCst);
+        if let Some(p) = pinger.take() {
+            let _ = p.join();
+        }
+        let mut new = new;
+        ensure!(new.stop()?.success());
+        Ok(())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    if let Some(p) = pinger.take() {
+        let _ = p.join();
+    }
+    outcome.with_context(|| old.log())?;
+    let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "stream: {} answers, longest gap {:?}, error {:?}",
+        g.answers.len(),
+        g.longest_gap,
+        g.error
+    );
+    ensure!(g.error.is_none(), "the stream was not reset: {:?}", g.error);
+    ensure!(g.answers.iter().all(|n| *n == owner), "stayed on {owner}");
+    drop(g);
+    drop(backends);
+    Ok(())
+}
