@@ -176,4 +176,26 @@ fn vrrp_tracked_interface_down_moves_the_vip_and_back() {
     println!("trk0 up on lb1: lb1 master again after {took:?}");
     assert_eq!(priority(&lab, LB1), "150");
     assert_eq!(lab.fetch().as_deref(), Some("lb1"));
+
+    // Weight 0 (keepalived's default), set by a reload: the interface going down puts
+    // lb1 in FAULT at once (VIP released, no adverts), and it comes back when it recovers.
+    let fault = "track_interface = [{ interface = \"trk0\", weight = 0 }]";
+    let text = lab.lb_config_with(LB1, &NodeOpts::new(150, 100), "", fault);
+    lab.write_lb_config(LB1, &text).unwrap();
+    let (ok, out) = lab.lb_cli(LB1, &["reload"]).unwrap();
+    assert!(ok && out.contains("updated web"), "{out}");
+    lab.ns(LB1).ip(&["link", "set", "trk0", "down"]).unwrap();
+    wait_state(&lab, LB1, "FAULT", Duration::from_secs(3)).unwrap();
+    let took = wait_for(
+        || lab.holds_vip(LB2) && !lab.holds_vip(LB1),
+        Duration::from_secs(3),
+    );
+    assert!(took.is_ok(), "lb2 did not take over from a FAULT lb1");
+    println!(
+        "weight 0, trk0 down: lb1 {:?}",
+        lab.lb_status(LB1).get("state")
+    );
+    lab.ns(LB1).link_up("trk0").unwrap();
+    wait_master(&lab, LB1, Duration::from_secs(5));
+    assert_eq!(lab.fetch().as_deref(), Some("lb1"));
 }
