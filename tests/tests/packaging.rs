@@ -10,7 +10,9 @@
 //!   exactly its `CapabilityBoundingSet=`, no new privileges) in a namespace, becomes VRRP
 //!   master, attaches XDP (so the package embeds the real XDP object), answers HTTP on
 //!   port 80 and on its admin socket, and stops cleanly on SIGTERM; without any one of the
-//!   required capabilities it refuses to start.
+//!   required capabilities it refuses to start. The same with `[global] user = "nobody"`:
+//!   it switches to that user, and cannot without the unit's CAP_SETUID, CAP_SETGID or
+//!   CAP_SETPCAP (without CAP_CHOWN it warns that it cannot hand over its directories).
 //!
 //! The package is removed with `dpkg --purge` at the end, also when the test fails.
 
@@ -34,6 +36,11 @@ const UNIT: &str = "/lib/systemd/system/lb.service";
 const CONFIG: &str = "/etc/lb/lb.toml";
 /// The capability the unit grants that `lb run` can do without (VRRP thread priority).
 const OPTIONAL_CAP: &str = "CAP_SYS_NICE";
+/// The capabilities the unit grants for `[global] user` only: the switch to the user
+/// (the last one, handing it the pin and status directories, only warns when missing).
+const USER_SWITCH_CAPS: [&str; 4] = ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_CHOWN"];
+/// The user `[global] user` switches to in the test.
+const NOBODY: &str = "nobody";
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -224,8 +231,8 @@ vips = ["{vip}/24"]
     )
 }
 
-/// The installed binary under the unit's capabilities: serves; without a required
-/// capability: refuses to start.
+/// The installed binary under the unit's capabilities: serves, also as `[global] user`;
+/// without a required capability: refuses to start.
 fn check_unit_capabilities(unit: &str) -> Result<()> {
     let caps: Vec<String> = unit_value(unit, "CapabilityBoundingSet")?
         .split_whitespace()
@@ -249,7 +256,78 @@ fn check_unit_capabilities(unit: &str) -> Result<()> {
     };
 
     // With the unit's set: master, attached, serving.
-    let mut lb = start_as_unit(&topo, &exec_start, &caps, config.path())?;
+    serve_and_stop(&topo, &inst, &exec_start, &caps, config.path(), &vip)?;
+    println!("under {caps:?}: MASTER, XDP attached, HTTP 503 from the VIP, admin socket, exit 0");
+
+    // Each required capability is needed.
+    let required = caps
+        .iter()
+        .filter(|c| *c != OPTIONAL_CAP && !USER_SWITCH_CAPS.contains(&c.as_str()));
+    for drop in required {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != drop).cloned().collect();
+        let (ok, log) = run_to_exit(&topo, &exec_start, &fewer, config.path(), drop)?;
+        ensure!(
+            !ok && !log.contains("XDP attached"),
+            "started without {drop}:\n{log}"
+        );
+        let why = log.lines().rfind(|l| l.starts_with("lb: ")).unwrap_or("");
+        println!(
+            "without {drop}: {}",
+            why.chars().take(140).collect::<String>()
+        );
+    }
+
+    // With `[global] user`: the switch works under the unit's set, and needs its
+    // capabilities.
+    for cap in USER_SWITCH_CAPS {
+        ensure!(caps.iter().any(|c| c == cap), "the unit lacks {cap}");
+    }
+    let as_user = namespace_config(&inst, &topo).replacen(
+        "[xdp]",
+        &format!("[global]\nuser = \"{NOBODY}\"\n[xdp]"),
+        1,
+    );
+    let user_config = ConfigFile::new(&as_user)?;
+    let log = serve_and_stop(&topo, &inst, &exec_start, &caps, user_config.path(), &vip)?;
+    ensure!(log.contains("privileges dropped"), "{log}");
+    println!(
+        "[global] user = {NOBODY:?} under the unit's set: privileges dropped, serving, exit 0"
+    );
+    for drop in USER_SWITCH_CAPS {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != drop).cloned().collect();
+        if drop == "CAP_CHOWN" {
+            let log = serve_and_stop(&topo, &inst, &exec_start, &fewer, user_config.path(), &vip)?;
+            ensure!(
+                log.contains("cannot hand the directory to [global] user"),
+                "no warning without {drop}:\n{log}"
+            );
+            println!("[global] user without {drop}: serves, warns that it cannot hand over the pin directory");
+            continue;
+        }
+        let (ok, log) = run_to_exit(&topo, &exec_start, &fewer, user_config.path(), drop)?;
+        ensure!(!ok, "[global] user worked without {drop}:\n{log}");
+        let why = log.lines().rfind(|l| l.starts_with("lb: ")).unwrap_or("");
+        println!(
+            "[global] user without {drop}: {}",
+            why.chars().take(140).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+/// Starts the unit's command under `caps`, waits until it is MASTER with XDP attached,
+/// checks HTTP on the VIP (503: the only server refuses) and the admin socket, checks the
+/// process runs as the config's `[global] user` when there is one, then stops it with
+/// SIGTERM (exit 0). Returns its log.
+fn serve_and_stop(
+    topo: &Topology,
+    inst: &Instance,
+    exec_start: &[String],
+    caps: &[String],
+    config: &Path,
+    vip: &str,
+) -> Result<String> {
+    let mut lb = start_as_unit(topo, exec_start, caps, config)?;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lb.log().contains("XDP attached") {
         if let Some(st) = lb.proc.try_wait()? {
@@ -274,7 +352,6 @@ fn check_unit_capabilities(unit: &str) -> Result<()> {
         "%{http_code}",
         &format!("http://{vip}/"),
     ])?;
-    // The only server refuses connections: the proxy answers 503 itself.
     ensure!(
         code == "503",
         "HTTP status from the VIP: {code}\n{}",
@@ -287,6 +364,11 @@ fn check_unit_capabilities(unit: &str) -> Result<()> {
         Duration::from_secs(10),
     )?;
     ensure!(ok && stat.contains("web,"), "lb show stat: {stat}{err}");
+    if std::fs::read_to_string(config)?.contains("[global]") {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", lb.proc.pid()))?;
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        ensure!(uid.contains("65534"), "not running as {NOBODY}: {uid}");
+    }
     lb.proc.kill_with(libc::SIGTERM)?;
     let status = lb
         .proc
@@ -298,29 +380,25 @@ fn check_unit_capabilities(unit: &str) -> Result<()> {
         "exit after SIGTERM: {status}\n{}",
         lb.log()
     );
-    println!("under {caps:?}: MASTER, XDP attached, HTTP 503 from the VIP, admin socket, exit 0");
+    Ok(lb.log())
+}
 
-    // Each required capability is needed.
-    for drop in caps.iter().filter(|c| *c != OPTIONAL_CAP) {
-        let fewer: Vec<String> = caps.iter().filter(|c| *c != drop).cloned().collect();
-        let mut lb = start_as_unit(&topo, &exec_start, &fewer, config.path())?;
-        let status = lb
-            .proc
-            .wait_timeout(Duration::from_secs(20))?
-            .with_context(|| format!("still running without {drop}:\n{}", lb.log()))?;
-        std::thread::sleep(Duration::from_millis(100));
-        let log = lb.log();
-        ensure!(
-            !status.success() && !log.contains("XDP attached"),
-            "started without {drop} ({status}):\n{log}"
-        );
-        let why = log.lines().rfind(|l| l.starts_with("lb: ")).unwrap_or("");
-        println!(
-            "without {drop}: {}",
-            why.chars().take(140).collect::<String>()
-        );
-    }
-    Ok(())
+/// Starts the unit's command under `caps` and waits (20 s at most) for it to exit, as it
+/// must without `missing`; returns whether it exited 0, and its log.
+fn run_to_exit(
+    topo: &Topology,
+    exec_start: &[String],
+    caps: &[String],
+    config: &Path,
+    missing: &str,
+) -> Result<(bool, String)> {
+    let mut lb = start_as_unit(topo, exec_start, caps, config)?;
+    let status = lb
+        .proc
+        .wait_timeout(Duration::from_secs(20))?
+        .with_context(|| format!("still running without {missing}:\n{}", lb.log()))?;
+    std::thread::sleep(Duration::from_millis(100));
+    Ok((status.success(), lb.log()))
 }
 
 #[test]
