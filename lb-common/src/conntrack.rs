@@ -39,6 +39,23 @@ pub struct FlowKeyV4 {
     pub proto: u32,
 }
 
+impl FlowKeyV4 {
+    /// The same flow in the family-neutral layout, for userspace views (`show flows`)
+    /// that list both tables as one.
+    pub fn widen(&self) -> FlowKey {
+        let mut key = FlowKey {
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto as u8,
+            family: crate::vip::FAMILY_V4,
+            ..FlowKey::default()
+        };
+        key.src[..4].copy_from_slice(&self.src);
+        key.dst[..4].copy_from_slice(&self.dst);
+        key
+    }
+}
+
 impl FlowKey {
     /// The IPv4 table's key of this flow (meaningful for IPv4 flows only).
     #[inline(always)]

@@ -255,6 +255,11 @@ fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
             st.success() && out.starts_with("# client"),
             "show flows: {out}{err}"
         );
+        // The 40 IPv4 flows just made are in the IPv4 conntrack table, and listed.
+        let vip = VIP.to_string();
+        let listed = out.lines().filter(|l| l.contains(&vip)).count();
+        println!("show flows lists {listed} IPv4 flows to the VIP");
+        ensure!(listed >= 40, "show flows lists the IPv4 flows: {out}");
         Ok(())
     })();
     if let Err(e) = outcome {
