@@ -15,6 +15,7 @@ pub mod log;
 pub mod pages;
 pub mod proxy;
 pub mod service;
+pub mod shards;
 pub mod stats;
 
 pub use balance::{Balancer, ServerState, ServerStates};

@@ -217,13 +217,30 @@ pub async fn serve_farms(
             }
         };
         let _ = stream.set_nodelay(true);
-        tracker.spawn(handle_connection(
-            current.clone(),
-            stream,
-            peer,
-            permit,
-            shutdown.clone(),
-        ));
+        // The connection lives on one per-core event loop (see `shards`).
+        let (current, shutdown) = (current.clone(), shutdown.clone());
+        match (super::shards::next(), stream.into_std()) {
+            (Some(loop_), Ok(std)) => {
+                tracker.spawn_on(
+                    async move {
+                        if let Ok(stream) = TcpStream::from_std(std) {
+                            handle_connection(current, stream, peer, permit, shutdown).await;
+                        }
+                    },
+                    loop_,
+                );
+            }
+            (None, Ok(std)) => {
+                tracker.spawn(async move {
+                    if let Ok(stream) = TcpStream::from_std(std) {
+                        handle_connection(current, stream, peer, permit, shutdown).await;
+                    }
+                });
+            }
+            (_, Err(e)) => {
+                tracing::debug!(%peer, error = %e, "accepted connection unusable");
+            }
+        }
     }
     drop(listener);
     tracker.close();
@@ -1237,7 +1254,9 @@ fn prepare_upstream_request(
 #[derive(Debug)]
 struct Pool {
     addr: SocketAddr,
-    idle: Mutex<Vec<SendRequest<RequestBody>>>,
+    /// One list per event loop (`shards::slot`): a server connection is driven by the
+    /// loop that opened it, so it is reused by requests on that loop.
+    idle: Box<[Mutex<Vec<SendRequest<RequestBody>>>]>,
     max_idle: usize,
     /// The service's `preserve_header_case`.
     header_case: bool,
@@ -1247,14 +1266,17 @@ impl Pool {
     fn new(addr: SocketAddr, max_idle: usize, header_case: bool) -> Self {
         Pool {
             addr,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..super::shards::slots())
+                .map(|_| Mutex::new(Vec::new()))
+                .collect(),
             max_idle,
             header_case,
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SendRequest<RequestBody>>> {
-        match self.idle.lock() {
+        let i = super::shards::slot().min(self.idle.len().saturating_sub(1));
+        match self.idle[i].lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }

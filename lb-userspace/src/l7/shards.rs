@@ -1,0 +1,101 @@
+//! Per-core event loops for client connections, as HAProxy runs one thread per core
+//! (`nbthread`): each accepted connection is handed to one loop, a current-thread tokio
+//! runtime on its own thread, where it stays with everything it starts (its server
+//! connections, timers, tunnels). A request then never crosses threads: on the
+//! work-stealing runtime the client and server connection tasks of one request
+//! woke each other across workers, and each wake of a parked worker is a futex call.
+
+use std::sync::{
+    atomic::{AtomicUsize, Ordering::Relaxed},
+    OnceLock,
+};
+use tokio::runtime::Handle;
+
+/// Most loops started, whatever the core count.
+pub const MAX_SHARDS: usize = 64;
+
+static SHARDS: OnceLock<Vec<Handle>> = OnceLock::new();
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// The index of the loop this thread runs, if it is one.
+    static INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The loops, started on first use: one per available core. Empty if none could be
+/// started (connections then stay on the caller's runtime).
+fn shards() -> &'static [Handle] {
+    SHARDS.get_or_init(|| {
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_SHARDS);
+        (0..n).filter_map(start).collect()
+    })
+}
+
+fn start(i: usize) -> Option<Handle> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("lb-http-{i}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP event loop {i} could not start");
+                    return;
+                }
+            };
+            INDEX.with(|c| c.set(Some(i)));
+            let _ = tx.send(rt.handle().clone());
+            // Runs the connections handed to it for the life of the process.
+            rt.block_on(std::future::pending::<()>());
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "HTTP event loop {i}: no thread");
+        return None;
+    }
+    rx.recv().ok()
+}
+
+/// The loop for the next connection (round robin), or `None` to stay where we are.
+pub fn next() -> Option<&'static Handle> {
+    let s = shards();
+    (!s.is_empty()).then(|| &s[NEXT.fetch_add(1, Relaxed) % s.len()])
+}
+
+/// Number of per-loop slots a structure shared by all loops needs: one per loop, plus
+/// one for every other thread.
+pub fn slots() -> usize {
+    shards().len() + 1
+}
+
+/// This thread's slot in such a structure (see [`slots`]).
+pub fn slot() -> usize {
+    INDEX.with(|c| c.get()).unwrap_or(shards().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connections_are_spread_over_one_loop_per_core() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(slots(), cores.min(MAX_SHARDS) + 1);
+        assert_eq!(slot(), slots() - 1, "a test thread is no loop");
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2 * cores {
+            let h = next().expect("loops started");
+            let (idx, name) = h
+                .spawn(async { (slot(), std::thread::current().name().map(String::from)) })
+                .await
+                .expect("ran");
+            assert!(name.is_some_and(|n| n == format!("lb-http-{idx}")));
+            seen.insert(idx);
+        }
+        assert_eq!(seen.len(), cores.min(MAX_SHARDS));
+    }
+}
