@@ -37,7 +37,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
         (
             "toml syntax: bare word value",
             "[xdp]\ninterface = eth0\n".into(),
-            vec!["{f}:2:13: invalid string"],
+            vec!["{f}:2:13: string values must be quoted"],
         ),
         (
             "unknown top-level key, with suggestion",

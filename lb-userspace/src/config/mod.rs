@@ -212,3 +212,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::syntax(path, text, &e))?;
     raw.validate(path, text)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// A sub-table header (`[service.http.stats]`) or a dotted key (`http.timeout.connect`)
+    /// defines its parent table implicitly; both must parse like the explicit form (toml
+    /// 0.8's `Spanned` rejected implicit tables with a message about "a borrowed string").
+    #[test]
+    fn implicit_parent_tables_parse() {
+        let head = "[xdp]\ninterface = \"lo\"\n\n[[service]]\nname = \"web\"\nvip = \"127.0.0.1\"\nport = 8080\nmode = \"http\"\n";
+        let server = "\n[[service.server]]\nname = \"s1\"\naddress = \"127.0.0.1:9000\"\n";
+        for body in [
+            "\n[service.http.stats]\nauth = \"a:b\"\n",
+            "\n[service.http.timeout]\nconnect = \"2s\"\n",
+            "http.timeout.connect = \"2s\"\nhttp.stats.auth = \"a:b\"\n",
+        ] {
+            let text = format!("{head}{body}{server}");
+            let cfg = super::parse(Path::new("t.toml"), &text);
+            assert!(cfg.is_ok(), "{body}: {:?}", cfg.err());
+        }
+    }
+}
