@@ -42,16 +42,30 @@ fn admin(target: &AdminTarget, verb: &str, words: &[String]) -> ExitCode {
     lb::admin::client::run(&socket, &line)
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+/// Sets up logging to stderr. The daemon logs through a writer thread
+/// (tracing-appender's non-blocking writer): its real-time VRRP thread must never wait on
+/// a slow stderr (a journal, a file on a busy disk) to send an advert. The returned guard
+/// flushes that thread's queue when dropped, so it lives until `main` returns.
+fn init_logging(daemon: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LB_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if daemon {
+        let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+        builder.with_writer(writer).init();
+        Some(guard)
+    } else {
+        builder.with_writer(std::io::stderr).init();
+        None
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _log_guard = init_logging(matches!(cli.command, Command::Run { .. }));
     let result = match cli.command {
         Command::Show { target, what } => return admin(&target, "show", &what),
         Command::Set { target, what } => return admin(&target, "set", &what),
