@@ -728,19 +728,6 @@ pub fn fmt_mac(m: &[u8; 6]) -> String {
     )
 }
 
-/// The backends of a config's L4 services, sorted and without duplicates.
-pub fn l4_backends(config: &crate::config::Config) -> Vec<IpAddr> {
-    let mut backends: Vec<IpAddr> = config
-        .services
-        .iter()
-        .filter(|s| s.mode.is_l4())
-        .flat_map(|s| s.backends.iter().map(|b| b.addr))
-        .collect();
-    backends.sort();
-    backends.dedup();
-    backends
-}
-
 impl Watcher {
     /// [`Watcher::start`] for the L4 backends of `config` on its XDP interface, from the
     /// addresses `l2` the daemon resolved. `None` (logged) when there is nothing to watch
@@ -749,7 +736,7 @@ impl Watcher {
         config: &crate::config::Config,
         l2: &L2Map,
     ) -> (Option<Watcher>, tokio::sync::mpsc::Receiver<L2Map>) {
-        let backends = l4_backends(config);
+        let backends = config.l4_backends();
         let started = match crate::preflight::check_interface(&config.xdp.interface) {
             Ok(ifindex) => Watcher::start(ifindex, backends, l2.clone()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -766,7 +753,7 @@ impl Watcher {
     /// [`Watcher::update`] from a reloaded config and the addresses resolved for it.
     pub fn update_for(&self, config: &crate::config::Config, l2: &L2Map) {
         if let Ok(ifindex) = crate::preflight::check_interface(&config.xdp.interface) {
-            self.update(ifindex, l4_backends(config), l2.clone());
+            self.update(ifindex, config.l4_backends(), l2.clone());
         }
     }
 }

@@ -68,14 +68,7 @@ pub fn prepare(config: &Config) -> Result<DataPlane, RunError> {
 /// Resolves the L4 backends' Ethernet addresses. Backends that do not resolve are logged
 /// and get no flows until a reload resolves them.
 pub fn resolve_l2(config: &Config) -> Result<L2Map, RunError> {
-    let mut backends: Vec<IpAddr> = config
-        .services
-        .iter()
-        .filter(|s| s.mode.is_l4())
-        .flat_map(|s| s.backends.iter().map(|b| b.addr))
-        .collect();
-    backends.sort();
-    backends.dedup();
+    let backends = config.l4_backends();
     if backends.is_empty() {
         return Ok(L2Map::new());
     }

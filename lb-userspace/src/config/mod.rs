@@ -51,6 +51,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// The addresses of every L4 service's backends, sorted and without duplicates: the
+    /// hosts whose link-layer addresses the data plane needs (dsr) and whose figures the
+    /// stats show.
+    pub fn l4_backends(&self) -> Vec<std::net::IpAddr> {
+        let mut backends: Vec<std::net::IpAddr> = self
+            .services
+            .iter()
+            .filter(|s| s.mode.is_l4())
+            .flat_map(|s| s.backends.iter().map(|b| b.addr))
+            .collect();
+        backends.sort();
+        backends.dedup();
+        backends
+    }
+
     /// The directory the instance pins its maps in.
     pub fn pin_dir(&self) -> PathBuf {
         self.xdp.bpffs.join("lb").join(&self.instance)

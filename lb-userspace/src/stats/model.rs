@@ -331,14 +331,7 @@ pub fn xdp_targets(config: &Config) -> (Vec<lb_common::vip::VipKey>, Vec<IpAddr>
         .iter()
         .map(crate::dataplane::vip_key)
         .collect();
-    let mut backends: Vec<IpAddr> = config
-        .services
-        .iter()
-        .filter(|s| s.mode.is_l4())
-        .flat_map(|s| s.backends.iter().map(|b| b.addr))
-        .collect();
-    backends.sort();
-    backends.dedup();
+    let backends = config.l4_backends();
     (vips, backends)
 }
 
