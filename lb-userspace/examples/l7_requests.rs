@@ -4,7 +4,8 @@
 //! The bench's setup (cookie prefix, forwardfor, access log to stdout) in front of a
 //! minimal keep-alive backend; 4 client threads with blocking sockets.
 //!
-//! `cargo run --release -p lb-userspace --example l7_requests -- [REQUESTS] [WORKERS]`.
+//! `cargo run --release -p lb-userspace --example l7_requests -- [REQUESTS] [WORKERS] [close]`
+//! (`close`: `option httpclose` and a new client connection per request).
 
 use lb::l7::{
     bind, serve, AccessLogSink, BatchedStdoutSink, CookieMode, CookiePersistence, HttpService,
@@ -55,6 +56,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let total: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let workers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2);
+    // `close`: option httpclose, a new client connection per request.
+    let close = args.next().is_some_and(|a| a == "close");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -75,6 +78,7 @@ fn main() {
         });
         svc.forwardfor = true;
         svc.redispatch = true;
+        svc.httpclose = close;
         let l = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let addr = l.local_addr().expect("addr");
         svc.listen = addr;
@@ -98,6 +102,9 @@ fn main() {
                 s.set_nodelay(true).expect("nodelay");
                 let mut buf = [0u8; 4096];
                 for _ in 0..total / clients {
+                    if close {
+                        s = TcpStream::connect(addr).expect("connect");
+                    }
                     s.write_all(b"GET / HTTP/1.1\r\nHost: 198.18.20.99\r\n\r\n")
                         .expect("write");
                     let mut got = 0;

@@ -34,7 +34,7 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 use tokio::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     sync::{OwnedSemaphorePermit, Semaphore},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -163,7 +163,12 @@ pub async fn serve_farms(
         source,
     };
     listener.set_nonblocking(true).map_err(lerr)?;
-    let listener = TcpListener::from_std(listener).map_err(lerr)?;
+    // SAFETY: the listener owns its descriptor, which stays open and unchanged while the
+    // AsyncFd (which owns the listener) lives.
+    let listener = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| lerr(e.into()))?;
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(Proxy::new(
         first.service,
         first.states,
@@ -205,7 +210,7 @@ pub async fn serve_farms(
             },
         };
         let accepted = tokio::select! {
-            r = listener.accept() => r,
+            r = accept_unregistered(&listener) => r,
             _ = shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
@@ -219,7 +224,7 @@ pub async fn serve_farms(
         let _ = stream.set_nodelay(true);
         // The connection lives on one per-core event loop (see `shards`).
         let (current, shutdown) = (current.clone(), shutdown.clone());
-        match (super::shards::next(), stream.into_std()) {
+        match (super::shards::next(), Ok::<_, io::Error>(stream)) {
             (Some(loop_), Ok(std)) => {
                 tracker.spawn_on(
                     async move {
@@ -246,6 +251,49 @@ pub async fn serve_farms(
     tracker.close();
     let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
     Ok(())
+}
+
+/// Accepts one connection without registering it with this runtime's reactor: the
+/// event loop that serves it registers it (registering it here too, then moving it,
+/// cost an epoll_ctl ADD and DEL more per connection).
+async fn accept_unregistered(
+    l: &tokio::io::unix::AsyncFd<std::net::TcpListener>,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    loop {
+        let mut ready = l.readable().await?;
+        if let Ok(r) = ready.try_io(|l| accept_nonblocking(l.get_ref())) {
+            return r;
+        }
+    }
+}
+
+/// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC: a socket ready for tokio, and its peer.
+fn accept_nonblocking(l: &std::net::TcpListener) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = l.as_raw_fd();
+    // SAFETY: accept4 writes at most `*len` bytes of the peer's address into `storage`
+    // and sets `*len`, which is what try_init expects of its closure.
+    let (conn, addr) = unsafe {
+        socket2::SockAddr::try_init(|storage, len| {
+            let c = libc::accept4(
+                fd,
+                storage.cast(),
+                len,
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            );
+            if c < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(c)
+            }
+        })?
+    };
+    // SAFETY: `conn` is a socket accept4 just created; nothing else owns it.
+    let stream = unsafe { std::net::TcpStream::from_raw_fd(conn) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection without an IP address"))?;
+    Ok((stream, peer))
 }
 
 /// Per-connection facts the request handler needs.

@@ -810,7 +810,12 @@ async fn websocket_echo_is_tunnelled_both_ways() {
         .expect("in time")
         .expect("websocket handshake through the proxy");
     assert_eq!(resp.status().as_u16(), 101);
-    assert_eq!(p.stats.tunnels.cur.load(Relaxed), 1);
+    // The tunnel opens on the connection's event loop once the 101 is out.
+    let deadline = Instant::now() + STEP;
+    while p.stats.tunnels.cur.load(Relaxed) != 1 {
+        assert!(Instant::now() < deadline, "tunnel never opened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for i in 0..3 {
         let text = format!("hello {i}");
         ws.send(Message::text(text.clone())).await.expect("send");
