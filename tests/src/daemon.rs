@@ -92,10 +92,62 @@ impl ConfigFile {
     }
 }
 
+/// What a child process prints on stdout and stderr, gathered line by line by reader
+/// threads, so a test can wait for a log line and show the whole log when it fails.
+#[derive(Clone, Debug, Default)]
+pub struct OutputLog(Arc<Mutex<String>>);
+
+impl OutputLog {
+    /// Takes `proc`'s piped stdout and stderr (whichever are piped) and gathers them.
+    pub fn collect(proc: &mut NsProcess) -> OutputLog {
+        let log = OutputLog::default();
+        for pipe in [
+            proc.take_stderr()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            proc.take_stdout()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut l = log.0.lock().unwrap_or_else(|e| e.into_inner());
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        log
+    }
+
+    /// Everything gathered so far.
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until `needle` has been printed `count` times; how long that took. Fails with
+    /// the log after `timeout`.
+    pub fn wait_for(&self, needle: &str, count: usize, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        while self.text().matches(needle).count() < count {
+            if start.elapsed() > timeout {
+                bail!(
+                    "no {needle:?} x{count} within {timeout:?}:\n{}",
+                    self.text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(start.elapsed())
+    }
+}
+
 /// A running `lb run` inside a namespace; killed on drop if still running.
 pub struct Daemon {
     proc: NsProcess,
-    log: Arc<Mutex<String>>,
+    log: OutputLog,
     _config: ConfigFile,
 }
 
@@ -113,25 +165,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut proc = NsProcess::spawn(cmd)?;
-        let log = Arc::new(Mutex::new(String::new()));
-        for pipe in [
-            proc.take_stderr()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            proc.take_stdout()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
+        let log = OutputLog::collect(&mut proc);
         let mut daemon = Daemon {
             proc,
             log,
@@ -158,7 +192,13 @@ impl Daemon {
 
     /// Everything the daemon printed so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log.text()
+    }
+
+    /// Waits until the daemon has logged `needle` `count` times (reloads, health
+    /// transitions...); how long that took.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> Result<Duration> {
+        self.log.wait_for(needle, count, timeout)
     }
 
     /// The config file the daemon runs on (rewrite it, then SIGHUP or `lb reload`).

@@ -7,7 +7,7 @@
 //! bridge. Each backend runs a small HTTP server on port 80 that answers with its name and
 //! serves /check.txt with 200 or 404 as the test says.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use lb_tests::{
     daemon::{lb, Daemon, Instance},
     netns::{Netns, NsProcess, Topology},
@@ -206,22 +206,6 @@ fn admin(socket: &str, args: &[&str]) -> Result<(bool, String, String)> {
     all.extend(["--socket", socket]);
     let (st, out, err) = lb(&all)?;
     Ok((st.success(), out, err))
-}
-
-fn wait_log(d: &Daemon, needle: &str, timeout: Duration) -> Result<Duration> {
-    wait_log_n(d, needle, 1, timeout)
-}
-
-/// Waits until `needle` has been logged `n` times.
-fn wait_log_n(d: &Daemon, needle: &str, n: usize, timeout: Duration) -> Result<Duration> {
-    let start = Instant::now();
-    while d.log().matches(needle).count() < n {
-        if start.elapsed() > timeout {
-            bail!("no {needle:?} within {timeout:?}:\n{}", d.log());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(start.elapsed())
 }
 
 fn bpftool_json(args: &[&str]) -> Result<serde_json::Value> {
@@ -439,7 +423,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
             "retries hide the refusing server"
         );
     }
-    wait_log(&d, "Server obs/b1 is DOWN", Duration::from_secs(5))?;
+    d.wait_log("Server obs/b1 is DOWN", 1, Duration::from_secs(5))?;
     assert!(
         d.log().contains("Detected 3 consecutive errors"),
         "observe is the reason:\n{}",
@@ -448,8 +432,8 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
 
     // Acceptance 2: b1's check file answers 404 -> DOWN after exactly `fall` checks.
     backends[0].check_ok.store(false, Ordering::SeqCst);
-    let took = wait_log(&d, "Server web/b1 is DOWN", Duration::from_secs(5))?;
-    wait_log(&d, "Server l4/b1 is DOWN", Duration::from_secs(5))?;
+    let took = d.wait_log("Server web/b1 is DOWN", 1, Duration::from_secs(5))?;
+    d.wait_log("Server l4/b1 is DOWN", 1, Duration::from_secs(5))?;
     println!("b1 DOWN after {took:?} (fall {FALL} x inter {INTER_MS} ms)");
     let lo = Duration::from_millis((FALL - 1) * INTER_MS);
     let hi = Duration::from_millis((FALL + 2) * INTER_MS);
@@ -523,8 +507,8 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
 
     // ... and b1 comes back after `rise` good checks.
     backends[0].check_ok.store(true, Ordering::SeqCst);
-    let took = wait_log(&d, "Server web/b1 is UP", Duration::from_secs(5))?;
-    wait_log(&d, "Server l4/b1 is UP", Duration::from_secs(5))?;
+    let took = d.wait_log("Server web/b1 is UP", 1, Duration::from_secs(5))?;
+    d.wait_log("Server l4/b1 is UP", 1, Duration::from_secs(5))?;
     println!("b1 UP after {took:?} (rise {RISE})");
     std::thread::sleep(Duration::from_millis(50));
     let named = maglev_backends(&inst.pin_dir(), VIP_L4)?;
@@ -536,8 +520,8 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     // A slow server (checks answered after 3 x inter; without `timeout check` a check must
     // finish within `inter`) goes DOWN the same way, and comes back when it is fast again.
     backends[0].slow.store(true, Ordering::SeqCst);
-    let took = wait_log_n(&d, "Server web/b1 is DOWN", 2, Duration::from_secs(10))?;
-    wait_log_n(&d, "Server l4/b1 is DOWN", 2, Duration::from_secs(10))?;
+    let took = d.wait_log("Server web/b1 is DOWN", 2, Duration::from_secs(10))?;
+    d.wait_log("Server l4/b1 is DOWN", 2, Duration::from_secs(10))?;
     println!("slow b1 DOWN after {took:?}");
     assert!(
         d.log().contains("timeout"),
@@ -552,8 +536,8 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
         );
     }
     backends[0].slow.store(false, Ordering::SeqCst);
-    wait_log_n(&d, "Server web/b1 is UP", 2, Duration::from_secs(10))?;
-    wait_log_n(&d, "Server l4/b1 is UP", 2, Duration::from_secs(10))?;
+    d.wait_log("Server web/b1 is UP", 2, Duration::from_secs(10))?;
+    d.wait_log("Server l4/b1 is UP", 2, Duration::from_secs(10))?;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
         seen.insert(get(client, VIP_HTTP)?);
@@ -718,7 +702,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
         });
         std::thread::sleep(Duration::from_millis(300));
         backends[0].up.store(false, Ordering::SeqCst);
-        let r = wait_log_n(&d, "Server l4/b1 is DOWN", 3, Duration::from_secs(5));
+        let r = d.wait_log("Server l4/b1 is DOWN", 3, Duration::from_secs(5));
         std::thread::sleep(Duration::from_millis(300));
         stop.store(true, Ordering::SeqCst);
         r.map(drop)

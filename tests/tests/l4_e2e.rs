@@ -10,7 +10,7 @@
 use anyhow::{bail, Context, Result};
 use lb::{config, maglev};
 use lb_tests::{
-    daemon::{ConfigFile, Instance},
+    daemon::{Daemon, Instance},
     netns::{Netns, NsProcess, Topology},
     require::{self, lb_bin},
 };
@@ -24,7 +24,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 const VIP_DSR4: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 100);
@@ -253,61 +253,12 @@ impl Drop for Sniffer {
     }
 }
 
-/// `lb run` with a config file we can rewrite for SIGHUP; pins removed via `Instance`.
-struct Lb {
-    proc: NsProcess,
-    log: Arc<Mutex<String>>,
-    config: ConfigFile,
-}
-
-impl Lb {
-    fn start(ns: &Netns, text: &str) -> Result<Lb> {
-        let config = ConfigFile::new(text)?;
-        let mut cmd = ns.command_net_only(lb_bin())?;
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config.path())
-            .env("LB_LOG", "info");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut proc = NsProcess::spawn(cmd)?;
-        let log = Arc::new(Mutex::new(String::new()));
-        if let Some(err) = proc.take_stderr() {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                for line in BufReader::new(err).lines().map_while(Result::ok) {
-                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        let lb = Lb { proc, log, config };
-        lb.wait_log("XDP attached", 1)?;
-        Ok(lb)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn wait_log(&self, needle: &str, count: usize) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.log().matches(needle).count() < count {
-            if Instant::now() > deadline {
-                bail!("lb did not log {needle:?} x{count}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    fn reload(&mut self, text: &str, n: usize) -> Result<()> {
-        std::fs::write(self.config.path(), text)?;
-        self.proc.kill_with(libc::SIGHUP)?;
-        self.wait_log("config reloaded", n)
-    }
+/// Rewrites the daemon's config file and sends SIGHUP; waits for the `n`th reload.
+fn reload(lb: &mut Daemon, text: &str, n: usize) -> Result<()> {
+    std::fs::write(lb.config_path(), text)?;
+    lb.signal(libc::SIGHUP)?;
+    lb.wait_log("config reloaded", n, Duration::from_secs(30))
+        .map(drop)
 }
 
 struct Servers {
@@ -447,7 +398,7 @@ fn l4_dsr_and_ipip_end_to_end() -> Result<()> {
     // Start with b1..b3 (weights 1, 1, 2); b4 joins later.
     let text = config_text(inst.name(), &[&specs[0], &specs[1], &specs[2]]);
     let cfg = config::parse(Path::new("e2e.toml"), &text)?;
-    let mut lb = Lb::start(lbh.ns(), &text)?;
+    let mut lb = Daemon::start(lbh.ns(), &text)?;
     let lb_mac = lbh.mac()?;
     let backend_macs: Vec<[u8; 6]> = (2..6).map(|i| topo.host(i).mac()).collect::<Result<_>>()?;
 
@@ -548,7 +499,7 @@ fn l4_dsr_and_ipip_end_to_end() -> Result<()> {
         .find(|s| s.name != owner)
         .context("another backend")?;
     let keep: Vec<&Servers> = specs.iter().filter(|s| s.name != removed.name).collect();
-    lb.reload(&config_text(inst.name(), &keep), 1)?;
+    reload(&mut lb, &config_text(inst.name(), &keep), 1)?;
     for i in 0..20 {
         assert_eq!(
             ask(&format!("after reload, ping {i}"))?,

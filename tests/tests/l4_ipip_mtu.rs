@@ -7,9 +7,9 @@
 //! IPv6 `ipip` VIP arrives whole at the backend. `lb stats` counts the answers, and the
 //! client's route cache holds the MTU the answers carried.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use lb_tests::{
-    daemon::{lb, ConfigFile, Instance},
+    daemon::{lb, Daemon, Instance},
     netns::{NsProcess, Topology},
     require::{self, lb_bin},
 };
@@ -19,9 +19,9 @@ use std::{
     process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 4, 101);
@@ -176,35 +176,8 @@ address = "{}"
         backend.ipv4(),
         backend.ipv6().context("ipv6")?
     );
-    let config = ConfigFile::new(&text)?;
-    let mut cmd = lbh.ns().command_net_only(lb_bin())?;
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config.path())
-        .env("LB_LOG", "info");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = NsProcess::spawn(cmd)?;
-    let log = Arc::new(Mutex::new(String::new()));
-    if let Some(err) = proc.take_stderr() {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let log_text = || log.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !log_text().contains("XDP attached") {
-        if Instant::now() > deadline {
-            bail!("lb did not start:\n{}", log_text());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let d = Daemon::start(lbh.ns(), &text)?;
+    let log_text = || d.log();
 
     for (vip, pmtu) in [
         (SocketAddr::new(IpAddr::V4(VIP4), PORT), MTU - 20),
@@ -224,7 +197,7 @@ address = "{}"
             "{vip}: the client learnt path MTU {pmtu} from the ICMP answer: {route}"
         );
     }
-    let (status, out, err) = lb(&["stats", "--config", &config.path().to_string_lossy()])?;
+    let (status, out, err) = lb(&["stats", "--config", &d.config_path().to_string_lossy()])?;
     assert!(status.success(), "lb stats: {err}");
     let sent: u64 = out
         .lines()

@@ -7,9 +7,9 @@
 //! VIPs reach the backend again. The daemon runs with `l4.debug_log = true`, and its log
 //! shows the XDP program's aya-log records for the new flows.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use lb_tests::{
-    daemon::{ConfigFile, Instance},
+    daemon::{Daemon, Instance},
     netns::{NsProcess, Topology},
     require::{self, lb_bin},
 };
@@ -19,9 +19,9 @@ use std::{
     process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
+        Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 const VIP4: Ipv4Addr = Ipv4Addr::new(198, 19, 3, 100);
@@ -68,30 +68,6 @@ fn fetch(vip: SocketAddr) -> Result<String> {
         .read_line(&mut line)
         .with_context(|| format!("reading from {vip}"))?;
     Ok(line.trim().to_string())
-}
-
-/// `lb run` with its stderr collected.
-struct Lb {
-    _proc: NsProcess,
-    log: Arc<Mutex<String>>,
-    _config: ConfigFile,
-}
-
-impl Lb {
-    fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.log().matches(needle).count() < count {
-            if Instant::now() > deadline {
-                bail!("lb did not log {needle:?} x{count}:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
 }
 
 #[test]
@@ -165,33 +141,7 @@ address = "{b6}"
 "#,
         inst.name()
     );
-    let config = ConfigFile::new(&text)?;
-    let mut cmd = lbh.ns().command_net_only(lb_bin())?;
-    cmd.arg("run")
-        .arg("--config")
-        .arg(config.path())
-        .env("LB_LOG", "info");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = NsProcess::spawn(cmd)?;
-    let log = Arc::new(Mutex::new(String::new()));
-    if let Some(err) = proc.take_stderr() {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
-    let lb = Lb {
-        _proc: proc,
-        log,
-        _config: config,
-    };
-    lb.wait_log("XDP attached", 1, Duration::from_secs(30))?;
+    let lb = Daemon::start(lbh.ns(), &text)?;
 
     let vips = [
         SocketAddr::new(IpAddr::V4(VIP4), PORT),

@@ -16,15 +16,13 @@
 //!
 //! The package is removed with `dpkg --purge` at the end, also when the test fails.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::CommandFactory;
-use lb_tests::daemon::{ConfigFile, Instance};
+use lb_tests::daemon::{ConfigFile, Instance, OutputLog};
 use lb_tests::netns::{run_bounded, NsProcess, Topology};
 use lb_tests::require;
 
@@ -130,12 +128,12 @@ fn uncomment(config: &str) -> String {
 /// A running `/usr/sbin/lb run` under `setpriv`, its output collected.
 struct Started {
     proc: NsProcess,
-    log: Arc<Mutex<String>>,
+    log: OutputLog,
 }
 
 impl Started {
     fn log(&self) -> String {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.log.text()
     }
 }
 
@@ -169,25 +167,7 @@ fn start_as_unit(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut proc = NsProcess::spawn(cmd)?;
-    let log = Arc::new(Mutex::new(String::new()));
-    for pipe in [
-        proc.take_stderr()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        proc.take_stdout()
-            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let log = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-    }
+    let log = OutputLog::collect(&mut proc);
     Ok(Started { proc, log })
 }
 

@@ -34,6 +34,8 @@ const LOAD_LIMIT: Duration = Duration::from_secs(60);
 const PACE: Duration = Duration::from_millis(4);
 /// How long each phase runs under load.
 const PHASE: Duration = Duration::from_millis(1500);
+/// How long a reload may take to be logged.
+const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An HTTP/1.1 keep-alive server on port 80 answering every request with its name.
 struct Backend {
@@ -244,17 +246,6 @@ redispatch = true
     s
 }
 
-fn wait_log_n(d: &Daemon, needle: &str, n: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while d.log().matches(needle).count() < n {
-        if Instant::now() > deadline {
-            bail!("no {needle:?} x{n}:\n{}", d.log());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Ok(())
-}
-
 /// `srv_uweight` of `svc/srv` in `lb show servers state`.
 fn shown_weight(socket: &str, svc: &str, srv: &str) -> Result<u32> {
     let (st, out, err) = lb(&["show", "servers", "state", "--socket", socket])?;
@@ -342,7 +333,7 @@ fn reload_under_load_fails_nothing_and_a_broken_file_keeps_the_old_config() -> R
         std::fs::write(&path, &v2)?;
         phase.store(1, Ordering::SeqCst);
         d.signal(libc::SIGHUP)?;
-        wait_log_n(&d, "config reloaded", 1)?;
+        d.wait_log("config reloaded", 1, LOG_TIMEOUT)?;
         std::thread::sleep(PHASE);
         // Phase 2, `lb reload`: b2's weight 1 -> 4 in both.
         std::fs::write(&path, &v3)?;
@@ -372,9 +363,9 @@ fn reload_under_load_fails_nothing_and_a_broken_file_keeps_the_old_config() -> R
             err.contains("reload refused") && err.contains(&path_s),
             "the error names the refusal and the file: {err}"
         );
-        wait_log_n(&d, "reload refused", 1)?;
+        d.wait_log("reload refused", 1, LOG_TIMEOUT)?;
         d.signal(libc::SIGHUP)?;
-        wait_log_n(&d, "reload refused", 2)?;
+        d.wait_log("reload refused", 2, LOG_TIMEOUT)?;
         std::thread::sleep(PHASE);
         ensure!(shown_weight(&socket, "web", "b2")? == 4, "old config kept");
         Ok(())
