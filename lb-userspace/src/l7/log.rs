@@ -324,14 +324,23 @@ fn write_out(p: &std::sync::Mutex<String>) {
     let _ = out.flush();
 }
 
+thread_local! {
+    /// Each thread formats its line here, outside the shared buffer's lock.
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 impl AccessLogSink for BatchedStdoutSink {
     fn log(&self, record: &AccessRecord) {
-        let full = {
+        // The lock is held for a copy only: the per-core event loops log at once.
+        let full = LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            record.format_into(&mut line);
+            line.push('\n');
             let mut g = lock_pending(&self.pending);
-            record.format_into(&mut g);
-            g.push('\n');
+            g.push_str(&line);
             g.len() >= ACCESS_LOG_MAX_PENDING
-        };
+        });
         if full {
             write_out(&self.pending);
         }
