@@ -10,13 +10,13 @@
 use anyhow::{Context, Result};
 use lb_tests::{
     daemon::{lb, Daemon, Instance},
-    netns::{Netns, NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    netns::{Netns, Topology},
+    require,
 };
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -379,23 +379,17 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
     let lb4 = lbh.ipv4().to_string();
-    client.ip(&["route", "add", "198.19.7.0/24", "via", &lb4])?;
+    route_via(client, "198.19.7.0/24", &lb4)?;
     lbh.ns()
         .ip(&["addr", "add", &format!("{VIP_HTTP}/32"), "dev", "eth0"])?;
     let (b1, b2) = (topo.host(2).ipv4(), topo.host(3).ipv4());
     let mut backends = Vec::new();
     for (i, name) in [(2, "b1"), (3, "b2")] {
         let ns = topo.host(i).ns();
-        ns.ip(&["addr", "add", &format!("{VIP_L4}/32"), "dev", "lo"])?;
+        vip_on_lo(ns, VIP_L4.into())?;
         backends.push(start_backend(ns, name)?);
     }
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's bridge port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.7.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
+    let _peer = xdp_tx_peer(&topo, "p1", "198.19.7.254")?;
     std::thread::sleep(Duration::from_millis(300));
 
     let sock_dir = tempfile::tempdir()?;

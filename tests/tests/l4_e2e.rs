@@ -10,16 +10,17 @@
 use anyhow::{bail, Context, Result};
 use lb::{config, maglev};
 use lb_tests::{
+    backend::line_server,
     daemon::{Daemon, Instance},
-    netns::{Netns, NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{lb_quiet, route_via, vip_on_lo, xdp_tx_peer},
+    netns::{Netns, Topology},
+    require,
 };
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Read, Write},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream},
     path::Path,
-    process::Stdio,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
@@ -34,109 +35,6 @@ const VIP_IPIP6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 0x10
 const PORT: u16 = 80;
 const SHORT_CONNECTIONS: usize = 600;
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// A line server on port 80 (IPv4 and IPv6) that answers every line with its name; stops
-/// when dropped.
-struct Server {
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-fn serve_conn(mut s: TcpStream, name: String, stop: Arc<AtomicBool>) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let Ok(r) = s.try_clone() else { return };
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    while !stop.load(Ordering::Relaxed) {
-        line.clear();
-        match r.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) => {
-                if s.write_all(format!("{name}\n").as_bytes()).is_err() {
-                    return;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn start_server(ns: &Netns, name: &str) -> Result<Server> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let listeners = ns.run(|| -> std::io::Result<Vec<TcpListener>> {
-        let v4 = TcpListener::bind(("0.0.0.0", PORT))?;
-        let v6 = socket_v6_only(PORT)?;
-        Ok(vec![v4, v6])
-    })??;
-    for l in listeners {
-        l.set_nonblocking(true)?;
-        let (name, stop) = (name.to_string(), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((s, _)) => {
-                        let (name, stop) = (name.clone(), Arc::clone(&stop));
-                        std::thread::spawn(move || serve_conn(s, name, stop));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
-            }
-        });
-    }
-    Ok(Server { stop })
-}
-
-/// An IPv6-only listener on `[::]:port` (so it does not clash with the IPv4 one).
-fn socket_v6_only(port: u16) -> std::io::Result<TcpListener> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain socket calls on a fresh fd that we own and hand to TcpListener.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let l = TcpListener::from_raw_fd(fd);
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            libc::IPV6_V6ONLY,
-            &one as *const _ as *const libc::c_void,
-            4,
-        );
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const _ as *const libc::c_void,
-            4,
-        );
-        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-        sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        sa.sin6_port = port.to_be();
-        if libc::bind(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in6>() as u32,
-        ) != 0
-            || libc::listen(fd, 1024) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(l)
-    }
-}
 
 /// One short connection: connect, send a line, read the backend's name. Returns (name,
 /// client source address).
@@ -342,12 +240,8 @@ fn l4_dsr_and_ipip_end_to_end() -> Result<()> {
     let lbh = topo.host(1);
     let lb4 = lbh.ipv4().to_string();
     let lb6 = lbh.ipv6().context("ipv6")?.to_string();
-    client
-        .ns()
-        .ip(&["route", "add", "198.19.0.0/24", "via", &lb4])?;
-    client
-        .ns()
-        .ip(&["-6", "route", "add", "2001:db8:100::/64", "via", &lb6])?;
+    route_via(client.ns(), "198.19.0.0/24", &lb4)?;
+    route_via(client.ns(), "2001:db8:100::/64", &lb6)?;
 
     let specs: Vec<Servers> = (2..6)
         .map(|i| Servers {
@@ -361,38 +255,29 @@ fn l4_dsr_and_ipip_end_to_end() -> Result<()> {
     let mut decaps = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
         let ns = topo.host(i + 2).ns();
-        for vip in [VIP_DSR4.to_string() + "/32", VIP_IPIP4.to_string() + "/32"] {
-            ns.ip(&["addr", "add", &vip, "dev", "lo"])?;
-        }
         for vip in [
-            VIP_DSR6.to_string() + "/128",
-            VIP_IPIP6.to_string() + "/128",
+            IpAddr::V4(VIP_DSR4),
+            IpAddr::V4(VIP_IPIP4),
+            IpAddr::V6(VIP_DSR6),
+            IpAddr::V6(VIP_IPIP6),
         ] {
-            ns.ip(&["-6", "addr", "add", &vip, "dev", "lo", "nodad"])?;
+            vip_on_lo(ns, vip)?;
         }
-        servers.push(start_server(ns, spec.name)?);
-        let mut cmd = ns.command_net_only(lb_bin())?;
-        cmd.args([
-            "decap",
-            "--interface",
-            "eth0",
-            "--vip",
-            &VIP_IPIP4.to_string(),
-            "--vip",
-            &VIP_IPIP6.to_string(),
-        ]);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        decaps.push(NsProcess::spawn(cmd)?);
+        servers.push(line_server(ns, spec.name, PORT, true)?);
+        decaps.push(lb_quiet(
+            ns,
+            &[
+                "decap",
+                "--interface",
+                "eth0",
+                "--vip",
+                &VIP_IPIP4.to_string(),
+                "--vip",
+                &VIP_IPIP6.to_string(),
+            ],
+        )?);
     }
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's bridge port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    decaps.push(NsProcess::spawn(peer)?);
+    decaps.push(xdp_tx_peer(&topo, "p1", "198.19.0.254")?);
     std::thread::sleep(Duration::from_millis(500));
 
     // Start with b1..b3 (weights 1, 1, 2); b4 joins later.

@@ -9,18 +9,15 @@
 
 use anyhow::{Context, Result};
 use lb_tests::{
+    backend::Server,
     daemon::{lb, Daemon, Instance},
-    netns::{NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{lb_quiet, route_via, vip_on_lo, xdp_tx_peer},
+    netns::Topology,
+    require,
 };
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
-    process::Stdio,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::Duration,
 };
 
@@ -32,41 +29,21 @@ const UPLOAD: usize = 200_000;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads each connection to its end and answers with the byte count; stops when dropped.
-struct Counter(Arc<AtomicBool>);
-
-impl Drop for Counter {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn counter(l: TcpListener) -> Result<Counter> {
-    let stop = Arc::new(AtomicBool::new(false));
-    l.set_nonblocking(true)?;
-    let st = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !st.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-                        let mut n = 0usize;
-                        let mut buf = [0u8; 16384];
-                        while let Ok(k) = s.read(&mut buf) {
-                            if k == 0 {
-                                break;
-                            }
-                            n += k;
-                        }
-                        let _ = s.write_all(format!("{n}\n").as_bytes());
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+fn counter(l: TcpListener) -> Result<Server> {
+    let server = Server::new();
+    server.accept(l, |mut s| {
+        let _ = s.set_read_timeout(Some(IO_TIMEOUT));
+        let mut n = 0usize;
+        let mut buf = [0u8; 16384];
+        while let Ok(k) = s.read(&mut buf) {
+            if k == 0 {
+                break;
             }
+            n += k;
         }
-    });
-    Ok(Counter(stop))
+        let _ = s.write_all(format!("{n}\n").as_bytes());
+    })?;
+    Ok(server)
 }
 
 /// Uploads [`UPLOAD`] bytes to `vip`; returns what the backend says it received.
@@ -107,45 +84,28 @@ fn oversized_ipip_packets_get_icmp_and_the_client_adapts() -> Result<()> {
     }
     let lb4 = lbh.ipv4().to_string();
     let lb6 = lbh.ipv6().context("ipv6")?.to_string();
-    client
-        .ns()
-        .ip(&["route", "add", &format!("{VIP4}/32"), "via", &lb4])?;
-    client
-        .ns()
-        .ip(&["-6", "route", "add", &format!("{VIP6}/128"), "via", &lb6])?;
+    route_via(client.ns(), &format!("{VIP4}/32"), &lb4)?;
+    route_via(client.ns(), &format!("{VIP6}/128"), &lb6)?;
     let bns = backend.ns();
-    bns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])?;
-    bns.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{VIP6}/128"),
-        "dev",
-        "lo",
-        "nodad",
-    ])?;
+    vip_on_lo(bns, VIP4.into())?;
+    vip_on_lo(bns, VIP6.into())?;
     let listener = bns.run(|| TcpListener::bind(("::", PORT)))??;
     let _server = counter(listener)?;
-    let mut procs = Vec::new();
-    let mut decap = bns.command_net_only(lb_bin())?;
-    decap.args([
-        "decap",
-        "--interface",
-        "eth0",
-        "--vip",
-        &VIP4.to_string(),
-        "--vip",
-        &VIP6.to_string(),
-    ]);
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.4.254"]);
-    for mut cmd in [decap, peer] {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        procs.push(NsProcess::spawn(cmd)?);
-    }
+    let procs = vec![
+        lb_quiet(
+            bns,
+            &[
+                "decap",
+                "--interface",
+                "eth0",
+                "--vip",
+                &VIP4.to_string(),
+                "--vip",
+                &VIP6.to_string(),
+            ],
+        )?,
+        xdp_tx_peer(&topo, "p1", "198.19.4.254")?,
+    ];
     std::thread::sleep(Duration::from_millis(500));
 
     let text = format!(

@@ -9,18 +9,15 @@
 
 use anyhow::{Context, Result};
 use lb_tests::{
+    backend::Server,
     daemon::{Daemon, Instance},
-    netns::{NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    netns::Topology,
+    require,
 };
 use std::{
     io::{BufRead, BufReader, Write},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
-    process::Stdio,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::Duration,
 };
 
@@ -32,30 +29,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const FOLLOW_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Answers every connection with one line, its name; stops when dropped.
-struct Server(Arc<AtomicBool>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 fn serve(l: TcpListener, name: &'static str) -> Result<Server> {
-    let stop = Arc::new(AtomicBool::new(false));
-    l.set_nonblocking(true)?;
-    let st = Arc::clone(&stop);
-    std::thread::spawn(move || {
-        while !st.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.write_all(format!("{name}\n").as_bytes());
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    });
-    Ok(Server(stop))
+    let server = Server::new();
+    server.accept(l, move |mut s| {
+        let _ = s.write_all(format!("{name}\n").as_bytes());
+    })?;
+    Ok(server)
 }
 
 /// One new connection: the name the server behind `vip` answers with.
@@ -85,33 +64,15 @@ fn backend_mac_change_is_followed() -> Result<()> {
     let (client, lbh, backend) = (topo.host(0), topo.host(1), topo.host(2));
     let lb4 = lbh.ipv4().to_string();
     let lb6 = lbh.ipv6().context("ipv6")?.to_string();
-    client
-        .ns()
-        .ip(&["route", "add", &format!("{VIP4}/32"), "via", &lb4])?;
-    client
-        .ns()
-        .ip(&["-6", "route", "add", &format!("{VIP6}/128"), "via", &lb6])?;
+    route_via(client.ns(), &format!("{VIP4}/32"), &lb4)?;
+    route_via(client.ns(), &format!("{VIP6}/128"), &lb6)?;
     let bns = backend.ns();
-    bns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])?;
-    bns.ip(&[
-        "-6",
-        "addr",
-        "add",
-        &format!("{VIP6}/128"),
-        "dev",
-        "lo",
-        "nodad",
-    ])?;
+    vip_on_lo(bns, VIP4.into())?;
+    vip_on_lo(bns, VIP6.into())?;
     // Dual-stack listener: IPv4 arrives as mapped addresses.
     let listener = bns.run(|| TcpListener::bind(("::", PORT)))??;
     let _server = serve(listener, "b1")?;
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.3.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
+    let _peer = xdp_tx_peer(&topo, "p1", "198.19.3.254")?;
     std::thread::sleep(Duration::from_millis(500));
 
     let b4 = backend.ipv4();

@@ -9,15 +9,16 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
+    backend::http_name_server,
     daemon::{lb, Daemon, Instance},
-    netns::{Netns, NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    netns::{Netns, Topology},
+    require,
 };
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    process::Stdio,
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
@@ -36,69 +37,6 @@ const PACE: Duration = Duration::from_millis(4);
 const PHASE: Duration = Duration::from_millis(1500);
 /// How long a reload may take to be logged.
 const LOG_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// An HTTP/1.1 keep-alive server on port 80 answering every request with its name.
-struct Backend {
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn serve_conn(mut s: TcpStream, name: String, stop: Arc<AtomicBool>) {
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let started = Instant::now();
-    let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
-    while !stop.load(Ordering::SeqCst) && started.elapsed() < LOAD_LIMIT * 2 {
-        match s.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue
-            }
-            Err(_) => return,
-        }
-        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            buf.drain(..end + 4);
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{name}",
-                name.len()
-            );
-            if s.write_all(resp.as_bytes()).is_err() || head.contains("connection: close") {
-                return;
-            }
-        }
-    }
-}
-
-fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
-    let listener = ns.run(|| TcpListener::bind("0.0.0.0:80"))??;
-    listener.set_nonblocking(true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (n, st) = (name.to_string(), stop.clone());
-    std::thread::spawn(move || {
-        while !st.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((c, _)) => {
-                    let _ = c.set_nonblocking(false);
-                    let (n, st) = (n.clone(), st.clone());
-                    std::thread::spawn(move || serve_conn(c, n, st));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    });
-    Ok(Backend { stop })
-}
 
 /// One request on an open connection; returns the body (the backend's name).
 fn request(s: &TcpStream, close: bool) -> Result<String> {
@@ -273,13 +211,7 @@ fn reload_under_load_fails_nothing_and_a_broken_file_keeps_the_old_config() -> R
         .build()?;
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
-    client.ip(&[
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        &lbh.ipv4().to_string(),
-    ])?;
+    route_via(client, "198.19.0.0/24", lbh.ipv4())?;
     lbh.ns()
         .ip(&["addr", "add", &format!("{VIP_L7}/32"), "dev", "eth0"])?;
     let srv: Vec<Srv> = (2..5)
@@ -291,16 +223,10 @@ fn reload_under_load_fails_nothing_and_a_broken_file_keeps_the_old_config() -> R
     let mut backends = Vec::new();
     for (i, s) in srv.iter().enumerate() {
         let ns = topo.host(i + 2).ns();
-        ns.ip(&["addr", "add", &format!("{VIP_L4}/32"), "dev", "lo"])?;
-        backends.push(start_backend(ns, s.name)?);
+        vip_on_lo(ns, VIP_L4.into())?;
+        backends.push(http_name_server(ns, s.name, 80)?);
     }
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
+    let _peer = xdp_tx_peer(&topo, "p1", "198.19.0.254")?;
     std::thread::sleep(Duration::from_millis(300));
 
     let sock_dir = tempfile::tempdir()?;

@@ -11,18 +11,15 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
+    backend::{line_server, Server},
     daemon::{Daemon, Instance},
+    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
     netns::{Netns, NsProcess, Topology},
-    require::{self, lb_bin},
+    require,
+    stream::{fetch_line, Stream},
 };
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    process::Stdio,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
+    net::{Ipv4Addr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -33,136 +30,48 @@ const STREAM_LIMIT: Duration = Duration::from_secs(90);
 /// Pause between two pings on the stream.
 const PING_EVERY: Duration = Duration::from_millis(10);
 
-/// A line server on port 80 answering every line with its name; stops when dropped.
-struct Backend {
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
-    let l = ns.run(|| TcpListener::bind("0.0.0.0:80"))??;
-    l.set_nonblocking(true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (name, st) = (name.to_string(), stop.clone());
-    std::thread::spawn(move || {
-        while !st.load(Ordering::SeqCst) {
-            let Ok((s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            };
-            let (name, st) = (name.clone(), st.clone());
-            std::thread::spawn(move || {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-                let Ok(r) = s.try_clone() else { return };
-                let mut r = BufReader::new(r);
-                let started = Instant::now();
-                while !st.load(Ordering::SeqCst) && started.elapsed() < STREAM_LIMIT * 2 {
-                    let mut line = String::new();
-                    match r.read_line(&mut line) {
-                        Ok(0) => return,
-                        Ok(_) => {
-                            if (&s).write_all(format!("{name}\n").as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                            ) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-    });
-    Ok(Backend { stop })
-}
-
-/// One line over `s`; the backend's name.
-fn ask(s: &TcpStream, r: &mut BufReader<TcpStream>) -> Result<String> {
-    (&*s).write_all(b"ping\n")?;
-    let mut line = String::new();
-    if r.read_line(&mut line)? == 0 {
-        bail!("stream closed");
-    }
-    Ok(line.trim().to_string())
-}
-
-fn connect() -> Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 80), IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    Ok(s)
+fn vip() -> SocketAddr {
+    SocketAddr::new(VIP.into(), 80)
 }
 
 /// A short connection: one line, the backend's name.
 fn fetch() -> Result<String> {
-    let s = connect()?;
-    let mut r = BufReader::new(s.try_clone()?);
-    ask(&s, &mut r)
+    fetch_line(vip(), IO_TIMEOUT)
 }
 
-/// What the long-lived stream saw: the backends that answered, failures, longest gap.
-#[derive(Debug, Default)]
-struct StreamLog {
-    answers: Vec<String>,
-    error: Option<String>,
-    longest_gap: Duration,
+/// The long-lived stream from the client; the first answer is in its log on return.
+fn start_stream(client: &Netns) -> Result<Stream> {
+    Stream::start(client, vip(), PING_EVERY, STREAM_LIMIT, IO_TIMEOUT)
 }
 
-/// Pings a long-lived stream from the client namespace until `stop`; the first answer is
-/// in the log when this returns.
-fn start_stream(
-    client: &Netns,
-    stop: Arc<AtomicBool>,
-) -> Result<(Arc<Mutex<StreamLog>>, std::thread::JoinHandle<()>)> {
-    let log = Arc::new(Mutex::new(StreamLog::default()));
-    let ns = std::fs::File::open(client.path())?;
-    let (l, first) = (log.clone(), Arc::new(AtomicBool::new(false)));
-    let f = first.clone();
-    let h = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        let lock = || l.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: setns on a namespace fd changes only this thread's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            lock().error = Some(format!("setns: {}", std::io::Error::last_os_error()));
-            f.store(true, Ordering::SeqCst);
-            return;
-        }
-        let run = || -> Result<()> {
-            let s = connect()?;
-            let mut r = BufReader::new(s.try_clone()?);
-            let started = Instant::now();
-            let mut last = Instant::now();
-            while !stop.load(Ordering::SeqCst) && started.elapsed() < STREAM_LIMIT {
-                let name = ask(&s, &mut r)?;
-                let gap = last.elapsed();
-                last = Instant::now();
-                let mut g = lock();
-                g.answers.push(name);
-                g.longest_gap = g.longest_gap.max(gap);
-                drop(g);
-                f.store(true, Ordering::SeqCst);
-                std::thread::sleep(PING_EVERY);
-            }
-            Ok(())
-        };
-        if let Err(e) = run() {
-            lock().error = Some(format!("{e:#}"));
-        }
-        f.store(true, Ordering::SeqCst);
-    });
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while !first.load(Ordering::SeqCst) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+/// The backends' line servers and the XDP_TX peer, running while this lives.
+struct Lab {
+    _backends: Vec<Server>,
+    /// The backends' names and addresses, for the config.
+    list: Vec<(&'static str, Ipv4Addr)>,
+    _peer: NsProcess,
+}
+
+/// The lab all three tests share: the client routes 198.19.0.0/24 via `gateway`, backend
+/// `names[i]` on host i + 2 holds the VIP on `lo` and runs a line server on port 80, and
+/// the lb's bridge port gets the XDP_TX peer.
+fn lab(topo: &Topology, gateway: Ipv4Addr, names: &[&'static str]) -> Result<Lab> {
+    route_via(topo.host(0).ns(), "198.19.0.0/24", gateway)?;
+    let mut backends = Vec::new();
+    let mut list = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let ns = topo.host(i + 2).ns();
+        vip_on_lo(ns, VIP.into())?;
+        backends.push(line_server(ns, name, 80, false)?);
+        list.push((*name, topo.host(i + 2).ipv4()));
     }
-    Ok((log, h))
+    let peer = xdp_tx_peer(topo, "p1", "198.19.0.254")?;
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Lab {
+        _backends: backends,
+        list,
+        _peer: peer,
+    })
 }
 
 fn config(instance: &str, socket: &str, backends: &[(&str, Ipv4Addr)]) -> String {
@@ -228,42 +137,17 @@ fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
         .build()?;
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
-    client.ip(&[
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        &lbh.ipv4().to_string(),
-    ])?;
-    let names = ["b1", "b2", "b3"];
-    let mut backends = Vec::new();
-    let mut list = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let ns = topo.host(i + 2).ns();
-        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-        backends.push(start_backend(ns, name)?);
-        list.push((*name, topo.host(i + 2).ipv4()));
-    }
-    // XDP_TX on veth needs an XDP program on the peer: a pass-through one on lb's port.
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
-    std::thread::sleep(Duration::from_millis(300));
+    let lab = lab(&topo, lbh.ipv4(), &["b1", "b2", "b3"])?;
 
     let sock_dir = tempfile::tempdir()?;
     let socket = sock_dir.path().join("lb.sock").display().to_string();
-    let text = config(inst.name(), &socket, &list);
+    let text = config(inst.name(), &socket, &lab.list);
     let mut old = Daemon::start(lbh.ns(), &text)?;
     let old_prog = xdp_prog_id(lbh.ns())?.context("XDP attached")?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (stream, pinger) = start_stream(client, stop.clone())?;
-    let mut pinger = Some(pinger);
+    let mut stream = start_stream(client)?;
     let owner = {
-        let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+        let g = stream.log();
         g.answers
             .first()
             .cloned()
@@ -287,17 +171,9 @@ fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
             "the old program is still attached with no lb running"
         );
         // No lb process: the old program keeps forwarding the stream and new flows.
-        let seen = stream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answers
-            .len();
+        let seen = stream.answers();
         std::thread::sleep(Duration::from_millis(500));
-        let now = stream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answers
-            .len();
+        let now = stream.answers();
         ensure!(
             now > seen + 10,
             "the stream flows with no lb running ({seen} -> {now})"
@@ -329,10 +205,7 @@ fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
         println!("30 new connections after the restart reached {spread:?}");
         // The stream ends before the lb stops (a detach would stall it).
         std::thread::sleep(Duration::from_millis(300));
-        stop.store(true, Ordering::SeqCst);
-        if let Some(p) = pinger.take() {
-            let _ = p.join();
-        }
+        stream.finish();
         let mut new = new;
         ensure!(new.stop()?.success(), "normal stop");
         ensure!(new.log().contains("XDP detached"), "{}", new.log());
@@ -342,12 +215,9 @@ fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
         );
         Ok(())
     })();
-    stop.store(true, Ordering::SeqCst);
-    if let Some(p) = pinger.take() {
-        let _ = p.join();
-    }
+    stream.finish();
     outcome.with_context(|| old.log())?;
-    let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+    let g = stream.log();
     println!(
         "stream: {} answers, longest gap {:?}, error {:?}",
         g.answers.len(),
@@ -369,7 +239,7 @@ fn stop_for_upgrade_and_restart_keeps_an_open_l4_stream() -> Result<()> {
         g.longest_gap
     );
     drop(g);
-    drop(backends);
+    drop(lab);
     Ok(())
 }
 
@@ -388,23 +258,7 @@ fn pins_of_another_map_layout_are_replaced_with_a_message() -> Result<()> {
         .build()?;
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
-    client.ip(&[
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        &lbh.ipv4().to_string(),
-    ])?;
-    let bns = topo.host(2).ns();
-    bns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-    let _b = start_backend(bns, "b1")?;
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
-    std::thread::sleep(Duration::from_millis(300));
+    let lab = lab(&topo, lbh.ipv4(), &["b1"])?;
 
     // What an older build would have left: lb_backends with another value size.
     let dir = inst.pin_dir();
@@ -434,10 +288,7 @@ fn pins_of_another_map_layout_are_replaced_with_a_message() -> Result<()> {
 
     let sock_dir = tempfile::tempdir()?;
     let socket = sock_dir.path().join("lb.sock").display().to_string();
-    let mut d = Daemon::start(
-        lbh.ns(),
-        &config(inst.name(), &socket, &[("b1", topo.host(2).ipv4())]),
-    )?;
+    let mut d = Daemon::start(lbh.ns(), &config(inst.name(), &socket, &lab.list))?;
     let log = d.log();
     let line = log
         .lines()
@@ -482,44 +333,20 @@ fn vrrp_master_stopped_for_upgrade_is_adopted_then_follows_its_role() -> Result<
         .build()?;
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
-    client.ip(&[
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        &VRRP_VIP.to_string(),
-    ])?;
-    let mut backends = Vec::new();
-    let mut list = Vec::new();
-    for (i, name) in ["b1", "b2"].iter().enumerate() {
-        let ns = topo.host(i + 2).ns();
-        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-        backends.push(start_backend(ns, name)?);
-        list.push((*name, topo.host(i + 2).ipv4()));
-    }
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
-    std::thread::sleep(Duration::from_millis(300));
+    let lab = lab(&topo, VRRP_VIP, &["b1", "b2"])?;
 
     let sock_dir = tempfile::tempdir()?;
     let socket = sock_dir.path().join("lb.sock").display().to_string();
     let text = format!(
         "{}\n[[vrrp]]\nname = \"web\"\ninterface = \"eth0\"\nvrid = 78\npriority = 100\n\
          advert_interval = \"100ms\"\nvips = [\"{VRRP_VIP}/24\"]\n",
-        config(inst.name(), &socket, &list)
+        config(inst.name(), &socket, &lab.list)
     );
     // Daemon::start returns once XDP is attached: with VRRP, once MASTER.
     let mut old = Daemon::start(lbh.ns(), &text)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (stream, pinger) = start_stream(client, stop.clone())?;
-    let mut pinger = Some(pinger);
+    let mut stream = start_stream(client)?;
     let owner = stream
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .log()
         .answers
         .first()
         .cloned()
@@ -541,35 +368,21 @@ fn vrrp_master_stopped_for_upgrade_is_adopted_then_follows_its_role() -> Result<
             "adopt, BACKUP detach, MASTER attach:\n{log}"
         );
         println!("new lb: adopted the link, detached as BACKUP, attached as MASTER");
-        let before = stream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answers
-            .len();
+        let before = stream.answers();
         std::thread::sleep(Duration::from_millis(1500));
-        let after = stream
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .answers
-            .len();
+        let after = stream.answers();
         ensure!(
             after > before + 20,
             "the stream flows again ({before} -> {after})"
         );
-        stop.store(true, Ordering::SeqCst);
-        if let Some(p) = pinger.take() {
-            let _ = p.join();
-        }
+        stream.finish();
         let mut new = new;
         ensure!(new.stop()?.success());
         Ok(())
     })();
-    stop.store(true, Ordering::SeqCst);
-    if let Some(p) = pinger.take() {
-        let _ = p.join();
-    }
+    stream.finish();
     outcome.with_context(|| old.log())?;
-    let g = stream.lock().unwrap_or_else(|e| e.into_inner());
+    let g = stream.log();
     println!(
         "stream: {} answers, longest gap {:?}, error {:?}",
         g.answers.len(),
@@ -579,6 +392,6 @@ fn vrrp_master_stopped_for_upgrade_is_adopted_then_follows_its_role() -> Result<
     ensure!(g.error.is_none(), "the stream was not reset: {:?}", g.error);
     ensure!(g.answers.iter().all(|n| *n == owner), "stayed on {owner}");
     drop(g);
-    drop(backends);
+    drop(lab);
     Ok(())
 }

@@ -10,19 +10,16 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
+    backend::line_server,
     daemon::{lb, Daemon, Instance},
-    netns::{Netns, NsProcess, Topology},
-    require::{self, lb_bin},
+    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    netns::Topology,
+    require,
+    stream::fetch_line,
 };
 use std::{
-    io::{BufRead, BufReader, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr},
     os::unix::fs::PermissionsExt,
-    process::Stdio,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
     time::{Duration, Instant},
 };
 
@@ -35,45 +32,9 @@ const NOBODY: u32 = 65534;
 /// CAP_NET_BIND_SERVICE (10), CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_BPF (39).
 const RUNTIME_CAPS: u64 = (1 << 10) | (1 << 12) | (1 << 13) | (1 << 39);
 
-struct Backend(Arc<AtomicBool>);
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
-fn start_backend(ns: &Netns, name: &str) -> Result<Backend> {
-    let l = ns.run(|| TcpListener::bind("0.0.0.0:80"))??;
-    l.set_nonblocking(true)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let (name, st) = (name.to_string(), stop.clone());
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        while !st.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
-            let Ok((s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            };
-            let _ = s.set_nonblocking(false);
-            let _ = s.set_read_timeout(Some(IO_TIMEOUT));
-            let mut line = String::new();
-            if BufReader::new(&s).read_line(&mut line).is_ok() {
-                let _ = (&s).write_all(format!("{name}\n").as_bytes());
-            }
-        }
-    });
-    Ok(Backend(stop))
-}
-
+/// A short connection to the service VIP: one line, the backend's name.
 fn fetch() -> Result<String> {
-    let s = TcpStream::connect_timeout(&SocketAddr::new(VIP.into(), 80), IO_TIMEOUT)?;
-    s.set_read_timeout(Some(IO_TIMEOUT))?;
-    (&s).write_all(b"hi\n")?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    ensure!(!line.is_empty(), "no answer");
-    Ok(line.trim().to_string())
+    fetch_line(SocketAddr::new(VIP.into(), 80), IO_TIMEOUT)
 }
 
 fn config(instance: &str, socket: &str, backends: &[(&str, Ipv4Addr)], http: bool) -> String {
@@ -148,26 +109,15 @@ fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
         .build()?;
     let client = topo.host(0).ns();
     let lbh = topo.host(1);
-    client.ip(&[
-        "route",
-        "add",
-        "198.19.0.0/24",
-        "via",
-        &VRRP_VIP.to_string(),
-    ])?;
+    route_via(client, "198.19.0.0/24", VRRP_VIP)?;
     let (b1, b2) = (topo.host(2).ipv4(), topo.host(3).ipv4());
     let mut backends = Vec::new();
     for (i, name) in [(2, "b1"), (3, "b2")] {
         let ns = topo.host(i).ns();
-        ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
-        backends.push(start_backend(ns, name)?);
+        vip_on_lo(ns, VIP.into())?;
+        backends.push(line_server(ns, name, 80, false)?);
     }
-    let mut peer = topo.bridge_ns().command_net_only(lb_bin())?;
-    peer.args(["decap", "--interface", "p1", "--vip", "198.19.0.254"]);
-    peer.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _peer = NsProcess::spawn(peer)?;
+    let _peer = xdp_tx_peer(&topo, "p1", "198.19.0.254")?;
     std::thread::sleep(Duration::from_millis(300));
 
     // The admin socket and the config live where `nobody` can reach them (a reload
