@@ -821,22 +821,7 @@ fn ipip_too_big_v4_answers_icmp_frag_needed() {
     let r = f.run(&big);
     assert_eq!(r.action, XDP_TX, "answered back out of the interface");
     let o = &r.output;
-    assert_eq!(
-        o.len(),
-        14 + 20 + 8 + 20 + 64,
-        "headers + quote of header and 64 bytes"
-    );
-    assert_eq!(
-        &o[0..6],
-        &CLIENT_MAC,
-        "Ethernet destination: where it came from"
-    );
-    assert_eq!(
-        &o[6..12],
-        &LB_MAC,
-        "Ethernet source: the address it was sent to"
-    );
-    assert_eq!(&o[12..14], &[0x08, 0x00], "EtherType IPv4");
+    assert_answer_frame(o, 14 + 20 + 8 + 20 + 64, [0x08, 0x00], "IPv4");
     let ip = &o[14..34];
     assert_eq!(ip[0], 0x45, "version 4, IHL 5");
     assert_eq!(ip[1], 0, "TOS");
@@ -858,14 +843,7 @@ fn ipip_too_big_v4_answers_icmp_frag_needed() {
         "destination unreachable, fragmentation needed"
     );
     assert_eq!(ones_sum(icmp), 0xffff, "ICMP checksum verifies");
-    let mut zeroed = icmp.to_vec();
-    zeroed[2] = 0;
-    zeroed[3] = 0;
-    assert_eq!(
-        u16::from_be_bytes([icmp[2], icmp[3]]),
-        !ones_sum(&zeroed),
-        "ICMP checksum field"
-    );
+    assert_checksum_field(icmp, ones_sum, "ICMP");
     assert_eq!(&icmp[4..6], &[0, 0], "unused");
     assert_eq!(u16::from_be_bytes([icmp[6], icmp[7]]), 1480, "next-hop MTU");
     assert_eq!(
@@ -883,6 +861,36 @@ fn ipip_too_big_v4_answers_icmp_frag_needed() {
         f.vip_stats("ipip4").new_flows,
         flows_before,
         "a too-big packet creates no flow"
+    );
+}
+
+/// An ICMP answer's frame: `len` bytes (headers and the quote), sent back to the client's
+/// MAC from the address it was sent to, with the `family`'s EtherType.
+fn assert_answer_frame(o: &[u8], len: usize, ethertype: [u8; 2], family: &str) {
+    assert_eq!(o.len(), len, "headers + quote of header and 64 bytes");
+    assert_eq!(
+        &o[0..6],
+        &CLIENT_MAC,
+        "Ethernet destination: where it came from"
+    );
+    assert_eq!(
+        &o[6..12],
+        &LB_MAC,
+        "Ethernet source: the address it was sent to"
+    );
+    assert_eq!(&o[12..14], &ethertype, "EtherType {family}");
+}
+
+/// The checksum field (bytes 2..4) of an ICMP message is the complement of `sum` over the
+/// message with the field zeroed.
+fn assert_checksum_field(icmp: &[u8], sum: impl Fn(&[u8]) -> u16, what: &str) {
+    let mut zeroed = icmp.to_vec();
+    zeroed[2] = 0;
+    zeroed[3] = 0;
+    assert_eq!(
+        u16::from_be_bytes([icmp[2], icmp[3]]),
+        !sum(&zeroed),
+        "{what} checksum field"
     );
 }
 
@@ -908,22 +916,7 @@ fn ipip_too_big_v6_answers_packet_too_big() {
     let r = f.run(&big);
     assert_eq!(r.action, XDP_TX, "answered back out of the interface");
     let o = &r.output;
-    assert_eq!(
-        o.len(),
-        14 + 40 + 8 + 40 + 64,
-        "headers + quote of header and 64 bytes"
-    );
-    assert_eq!(
-        &o[0..6],
-        &CLIENT_MAC,
-        "Ethernet destination: where it came from"
-    );
-    assert_eq!(
-        &o[6..12],
-        &LB_MAC,
-        "Ethernet source: the address it was sent to"
-    );
-    assert_eq!(&o[12..14], &[0x86, 0xdd], "EtherType IPv6");
+    assert_answer_frame(o, 14 + 40 + 8 + 40 + 64, [0x86, 0xdd], "IPv6");
     let ip = &o[14..54];
     assert_eq!(
         &ip[0..4],
@@ -945,14 +938,7 @@ fn ipip_too_big_v6_answers_packet_too_big() {
     let icmp = &o[54..];
     assert_eq!((icmp[0], icmp[1]), (2, 0), "packet too big");
     assert_eq!(icmpv6_sum(ip, icmp), 0xffff, "ICMPv6 checksum verifies");
-    let mut zeroed = icmp.to_vec();
-    zeroed[2] = 0;
-    zeroed[3] = 0;
-    assert_eq!(
-        u16::from_be_bytes([icmp[2], icmp[3]]),
-        !icmpv6_sum(ip, &zeroed),
-        "ICMPv6 checksum field"
-    );
+    assert_checksum_field(icmp, |m| icmpv6_sum(ip, m), "ICMPv6");
     assert_eq!(
         u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
         1460,
