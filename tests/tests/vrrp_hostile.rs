@@ -31,61 +31,27 @@ fn send_raw_paced(
     count: usize,
     pps: Option<u32>,
 ) {
-    let payload = payload.to_vec();
+    let pkt = vrrp_ip_packet(src, dst, ttl, payload);
     lab.ns(ATTACKER)
         .run(move || {
-            // SAFETY: plain socket syscalls with valid buffers; the fd is closed at the end.
-            unsafe {
-                let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
-                assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-                let dev = b"eth0\0";
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_BINDTODEVICE,
-                    dev.as_ptr().cast(),
-                    dev.len() as u32,
-                );
-                let mut pkt = vec![0u8; 20];
-                pkt[0] = 0x45;
-                let total = (20 + payload.len()) as u16;
-                pkt[2..4].copy_from_slice(&total.to_be_bytes());
-                pkt[8] = ttl;
-                pkt[9] = 112;
-                pkt[12..16].copy_from_slice(&src.octets());
-                pkt[16..20].copy_from_slice(&dst.octets());
-                pkt.extend_from_slice(&payload);
-                let mut sa: libc::sockaddr_in = std::mem::zeroed();
-                sa.sin_family = libc::AF_INET as u16;
-                sa.sin_addr.s_addr = u32::from(dst).to_be();
-                let start = Instant::now();
-                for i in 0..count {
-                    if let Some(pps) = pps {
-                        if i % 100 == 0 {
-                            let at = start + Duration::from_secs_f64(i as f64 / f64::from(pps));
-                            if let Some(d) = at.checked_duration_since(Instant::now()) {
-                                std::thread::sleep(d);
-                            }
+            let sock = RawSender::open(dst).unwrap_or_else(|e| panic!("raw socket: {e}"));
+            let start = Instant::now();
+            for i in 0..count {
+                if let Some(pps) = pps {
+                    if i % 100 == 0 {
+                        let at = start + Duration::from_secs_f64(i as f64 / f64::from(pps));
+                        if let Some(d) = at.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(d);
                         }
-                    }
-                    let r = libc::sendto(
-                        fd,
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        (&sa as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as u32,
-                    );
-                    if r < 0 {
-                        let e = std::io::Error::last_os_error();
-                        if e.raw_os_error() == Some(libc::ENOBUFS) {
-                            std::thread::sleep(Duration::from_micros(200));
-                            continue;
-                        }
-                        panic!("sendto: {e}");
                     }
                 }
-                libc::close(fd);
+                if let Err(e) = sock.send(&pkt) {
+                    if e.raw_os_error() == Some(libc::ENOBUFS) {
+                        std::thread::sleep(Duration::from_micros(200));
+                        continue;
+                    }
+                    panic!("sendto: {e}");
+                }
             }
         })
         .unwrap();

@@ -601,6 +601,80 @@ pub fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<()> {
     Ok(())
 }
 
+/// `payload` behind an IPv4 header (no options) of protocol 112 (VRRP) from `src` (which
+/// may be spoofed) to `dst` with `ttl`: what a [`RawSender`] sends as is.
+pub fn vrrp_ip_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut pkt = vec![0u8; 20];
+    pkt[0] = 0x45;
+    let total = (20 + payload.len()) as u16;
+    pkt[2..4].copy_from_slice(&total.to_be_bytes());
+    pkt[8] = ttl;
+    pkt[9] = 112;
+    pkt[12..16].copy_from_slice(&src.octets());
+    pkt[16..20].copy_from_slice(&dst.octets());
+    pkt.extend_from_slice(payload);
+    pkt
+}
+
+/// An IP_HDRINCL raw socket bound to `eth0` that sends whole IPv4 packets to one
+/// destination, so a test chooses the TTL and source of forged adverts. Open it inside the
+/// sender's namespace (e.g. in [`Netns::run`]); closed on drop.
+pub struct RawSender {
+    fd: libc::c_int,
+    to: libc::sockaddr_in,
+}
+
+impl RawSender {
+    /// A raw socket for packets to `dst`.
+    pub fn open(dst: Ipv4Addr) -> std::io::Result<RawSender> {
+        // SAFETY: plain socket syscalls with valid buffers; the fd is owned by the result.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let dev = b"eth0\0";
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as u32,
+            );
+            let mut to: libc::sockaddr_in = std::mem::zeroed();
+            to.sin_family = libc::AF_INET as u16;
+            to.sin_addr.s_addr = u32::from(dst).to_be();
+            Ok(RawSender { fd, to })
+        }
+    }
+
+    /// Sends `pkt` (a whole IPv4 packet, see [`vrrp_ip_packet`]).
+    pub fn send(&self, pkt: &[u8]) -> std::io::Result<()> {
+        // SAFETY: sendto with a valid buffer and address on our own fd.
+        let r = unsafe {
+            libc::sendto(
+                self.fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&self.to as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RawSender {
+    fn drop(&mut self) {
+        // SAFETY: closes the fd this value owns, once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 /// Sends `payload` as IP protocol 112 from host `from` with source `src` (spoofable),
 /// destination `dst` and `ttl`, `count` times, `gap` apart (IP_HDRINCL raw socket).
 pub fn inject(
@@ -614,44 +688,10 @@ pub fn inject(
 ) -> Result<()> {
     let payloads = payloads.to_vec();
     lab.ns(from).run(move || -> Result<()> {
-        // SAFETY: plain socket syscalls with valid buffers; the fd is closed at the end.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
-            if fd < 0 {
-                bail!("raw socket: {}", std::io::Error::last_os_error());
-            }
-            let dev = b"eth0\0";
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_BINDTODEVICE,
-                dev.as_ptr().cast(),
-                dev.len() as u32,
-            );
-            let mut sa: libc::sockaddr_in = std::mem::zeroed();
-            sa.sin_family = libc::AF_INET as u16;
-            sa.sin_addr.s_addr = u32::from(dst).to_be();
-            for payload in &payloads {
-                let mut pkt = vec![0u8; 20];
-                pkt[0] = 0x45;
-                let total = (20 + payload.len()) as u16;
-                pkt[2..4].copy_from_slice(&total.to_be_bytes());
-                pkt[8] = ttl;
-                pkt[9] = 112;
-                pkt[12..16].copy_from_slice(&src.octets());
-                pkt[16..20].copy_from_slice(&dst.octets());
-                pkt.extend_from_slice(payload);
-                libc::sendto(
-                    fd,
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                );
-                std::thread::sleep(gap);
-            }
-            libc::close(fd);
+        let sock = RawSender::open(dst).context("raw socket")?;
+        for payload in &payloads {
+            let _ = sock.send(&vrrp_ip_packet(src, dst, ttl, payload));
+            std::thread::sleep(gap);
         }
         Ok(())
     })?
