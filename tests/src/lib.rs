@@ -7,5 +7,6 @@ pub mod daemon;
 pub mod demo;
 pub mod l4lab;
 pub mod netns;
+pub mod procfs;
 pub mod require;
 pub mod stream;

@@ -24,6 +24,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::CommandFactory;
 use lb_tests::daemon::{ConfigFile, Instance, OutputLog};
 use lb_tests::netns::{run_bounded, NsProcess, Topology};
+use lb_tests::procfs::process_creds;
 use lb_tests::require;
 
 /// The package name (`[package.metadata.deb] name`).
@@ -345,9 +346,11 @@ fn serve_and_stop(
     )?;
     ensure!(ok && stat.contains("web,"), "lb show stat: {stat}{err}");
     if std::fs::read_to_string(config)?.contains("[global]") {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", lb.proc.pid()))?;
-        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
-        ensure!(uid.contains("65534"), "not running as {NOBODY}: {uid}");
+        let uids = process_creds(lb.proc.pid())?.uids;
+        ensure!(
+            uids.contains(&65534),
+            "not running as {NOBODY}: Uid {uids:?}"
+        );
     }
     lb.proc.kill_with(libc::SIGTERM)?;
     let status = lb

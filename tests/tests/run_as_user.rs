@@ -14,6 +14,7 @@ use lb_tests::{
     daemon::{lb, Daemon, Instance},
     l4lab::{route_via, vip_on_lo, xdp_tx_peer},
     netns::Topology,
+    procfs::{process_creds, read_creds, Creds},
     require,
     stream::fetch_line,
 };
@@ -77,26 +78,6 @@ mode = "dsr"
     s
 }
 
-/// (uid line values, CapEff) of `/proc/<pid>/task/<tid>/status`.
-fn creds(status: &str) -> Result<(Vec<u32>, Vec<u32>, u64)> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .with_context(|| format!("no {name} in status"))
-    };
-    let ids = |v: &str| -> Vec<u32> {
-        v.split_whitespace()
-            .filter_map(|x| x.parse().ok())
-            .collect()
-    };
-    Ok((
-        ids(field("Uid:")?),
-        ids(field("Gid:")?),
-        u64::from_str_radix(field("CapEff:")?.trim(), 16)?,
-    ))
-}
-
 #[test]
 fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
     if !require::privileged("runs_as_the_configured_user_with_runtime_capabilities_only") {
@@ -147,8 +128,11 @@ fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
         );
         // Every thread: nobody/nogroup, exactly the runtime capabilities.
         let pid = d.pid();
-        let main = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let (uids, gids, eff) = creds(&main)?;
+        let Creds {
+            uids,
+            gids,
+            cap_eff: eff,
+        } = process_creds(pid)?;
         println!("lb pid {pid}: Uid {uids:?} Gid {gids:?} CapEff {eff:016x}");
         ensure!(uids.iter().all(|&u| u == NOBODY), "uid: {uids:?}");
         ensure!(gids.iter().all(|&g| g == NOBODY), "gid: {gids:?}");
@@ -158,10 +142,9 @@ fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
         );
         let mut n = 0;
         for t in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-            let st = std::fs::read_to_string(t?.path().join("status"))?;
-            let (u, _, e) = creds(&st)?;
+            let (c, st) = read_creds(t?.path().join("status"))?;
             ensure!(
-                u.iter().all(|&x| x == NOBODY) && e == RUNTIME_CAPS,
+                c.uids.iter().all(|&x| x == NOBODY) && c.cap_eff == RUNTIME_CAPS,
                 "a thread kept other credentials:\n{st}"
             );
             n += 1;
