@@ -5,6 +5,8 @@
 //! (a counting global allocator), and the allocation sizes that account for them.
 //!
 //! `cargo run --release -p lb-userspace --example l7_idle_mem -- [N]` (default 5000).
+//! With `TRACE=<bytes>` set, the first allocation of that size made while the
+//! connections open prints its backtrace (who holds that buffer).
 
 use lb::l7::{
     bind, serve, CookieMode, CookiePersistence, HttpService, NullSink, Server, ServerStates,
