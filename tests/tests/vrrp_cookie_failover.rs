@@ -81,18 +81,11 @@ cookie = "A"
 name = "b"
 address = "{b}:{BACKEND_PORT}"
 cookie = "B"
-
-[[vrrp]]
-name = "web"
-interface = "eth0"
-vrid = {VRID}
-priority = {priority}
-advert_interval = "100ms"
-vips = ["{vip}/24"]
-"#,
+{vrrp}"#,
         vip = lab.vip(),
         a = lab.host(SERVER_A).ipv4(),
         b = lab.host(SERVER_B).ipv4(),
+        vrrp = lab.vrrp_section(priority),
     )
 }
 

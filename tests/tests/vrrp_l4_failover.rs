@@ -11,51 +11,21 @@
 mod vrrp_support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use lb_tests::netns::{Netns, NsProcess, Topology};
+use anyhow::{bail, Context, Result};
+use lb_tests::backend::line_server;
+use lb_tests::l4lab::{route_via, vip_on_lo, xdp_tx_peer};
+use lb_tests::netns::{NsProcess, Topology};
 use lb_tests::require;
+use lb_tests::stream::spawn_in;
 use vrrp_support::*;
 
 const SVC_VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 100);
 const SVC_PORT: u16 = 7000;
 const B1: usize = 3;
 const B2: usize = 4;
-
-/// A line server: answers every line with its name. Stops when `stop` is set.
-fn line_server(ns: &Netns, name: &str, stop: Arc<AtomicBool>) {
-    let l = ns
-        .run(|| TcpListener::bind(("0.0.0.0", SVC_PORT)))
-        .unwrap()
-        .unwrap();
-    l.set_nonblocking(true).unwrap();
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((s, _)) => {
-                    let name = name.clone();
-                    std::thread::spawn(move || {
-                        let _ = s.set_nonblocking(false);
-                        let Ok(r) = s.try_clone() else { return };
-                        let mut w = s;
-                        for line in BufReader::new(r).lines() {
-                            let Ok(line) = line else { return };
-                            if w.write_all(format!("{name} {line}\n").as_bytes()).is_err() {
-                                return;
-                            }
-                        }
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
-}
 
 fn config(lab: &Lab, i: usize, prio: u8) -> String {
     let instance = lab.ns(i).name().replace('.', "_");
@@ -78,18 +48,10 @@ address = "{b1}"
 [[service.server]]
 name = "b2"
 address = "{b2}"
-
-[[vrrp]]
-name = "web"
-interface = "eth0"
-vrid = {VRID}
-priority = {prio}
-advert_interval = "100ms"
-vips = ["{vip}/24"]
-"#,
+{vrrp}"#,
         b1 = lab.host(B1).ipv4(),
         b2 = lab.host(B2).ipv4(),
-        vip = lab.vip(),
+        vrrp = lab.vrrp_section(prio),
     )
 }
 
@@ -106,37 +68,19 @@ fn vrrp_l4_dsr_stream_survives_failover() {
             .unwrap(),
     )
     .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
+    // Line servers answering every line with their name.
+    let mut servers = Vec::new();
     for (h, name) in [(B1, "b1"), (B2, "b2")] {
-        lab.ns(h)
-            .ip(&["addr", "add", &format!("{SVC_VIP}/32"), "dev", "lo"])
-            .unwrap();
-        line_server(lab.ns(h), name, stop.clone());
+        vip_on_lo(lab.ns(h), SVC_VIP.into()).unwrap();
+        servers.push(line_server(lab.ns(h), name, SVC_PORT, false).unwrap());
     }
-    lab.ns(CLIENT)
-        .ip(&[
-            "route",
-            "add",
-            "198.19.0.0/24",
-            "via",
-            &lab.vip().to_string(),
-        ])
-        .unwrap();
+    route_via(lab.ns(CLIENT), "198.19.0.0/24", lab.vip()).unwrap();
     // XDP_TX on veth needs an XDP program on the peer: pass-through ones on lb1's and lb2's
     // bridge ports (`lb decap` for a VIP nobody uses).
-    let mut keep: Vec<NsProcess> = Vec::new();
-    for port in ["p1", "p2"] {
-        let mut cmd = lab
-            .topo
-            .bridge_ns()
-            .command_net_only(require::lb_bin())
-            .unwrap();
-        cmd.args(["decap", "--interface", port, "--vip", "198.19.0.254"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        keep.push(NsProcess::spawn(cmd).unwrap());
-    }
+    let _keep: Vec<NsProcess> = ["p1", "p2"]
+        .iter()
+        .map(|port| xdp_tx_peer(&lab.topo, port, "198.19.0.254").unwrap())
+        .collect();
     let c1 = config(&lab, LB1, 150);
     let c2 = config(&lab, LB2, 100);
     let mut d1 = lab.start_lb_config(LB1, &c1).unwrap();
@@ -147,42 +91,37 @@ fn vrrp_l4_dsr_stream_survives_failover() {
 
     // One connection, a line every 50 ms for 4 s; lb1 is killed after 1 s.
     let vip = SocketAddr::new(IpAddr::V4(SVC_VIP), SVC_PORT);
-    let client = lab.ns(CLIENT).path();
-    let talker = std::thread::spawn(move || -> Result<Vec<(Duration, String)>, String> {
-        let f = std::fs::File::open(client).map_err(|e| e.to_string())?;
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a namespace fd changes only this thread.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns".into());
-        }
-        let s = TcpStream::connect_timeout(&vip, Duration::from_secs(2))
-            .map_err(|e| format!("connect: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
-        let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
-        let mut w = s;
-        let start = Instant::now();
-        let mut got = Vec::new();
-        for i in 0..80 {
-            w.write_all(format!("{i}\n").as_bytes())
-                .map_err(|e| format!("write {i}: {e}"))?;
-            let mut line = String::new();
-            r.read_line(&mut line)
-                .map_err(|e| format!("read {i}: {e}"))?;
-            if line.is_empty() {
-                return Err(format!("connection closed at line {i}"));
+    let talker = spawn_in(
+        lab.ns(CLIENT),
+        move || -> Result<Vec<(Duration, String)>> {
+            let s = TcpStream::connect_timeout(&vip, Duration::from_secs(2)).context("connect")?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut r = BufReader::new(s.try_clone()?);
+            let mut w = s;
+            let start = Instant::now();
+            let mut got = Vec::new();
+            for i in 0..80 {
+                w.write_all(format!("{i}\n").as_bytes())
+                    .with_context(|| format!("write {i}"))?;
+                let mut line = String::new();
+                r.read_line(&mut line)
+                    .with_context(|| format!("read {i}"))?;
+                if line.is_empty() {
+                    bail!("connection closed at line {i}");
+                }
+                got.push((start.elapsed(), line.trim().to_string()));
+                std::thread::sleep(Duration::from_millis(50));
             }
-            got.push((start.elapsed(), line.trim().to_string()));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(got)
-    });
+            Ok(got)
+        },
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
     d1.kill_with(libc::SIGKILL).unwrap();
     let got = talker.join().unwrap();
-    stop.store(true, Ordering::Relaxed);
+    drop(servers);
     let got =
-        got.unwrap_or_else(|e| panic!("the stream broke: {e}\nlb2 log:\n{}", lab.lb_log(LB2)));
+        got.unwrap_or_else(|e| panic!("the stream broke: {e:#}\nlb2 log:\n{}", lab.lb_log(LB2)));
 
     let backends: std::collections::BTreeSet<&str> = got
         .iter()

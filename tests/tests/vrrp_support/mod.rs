@@ -231,6 +231,23 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// The `[[vrrp]]` section of the failover tests that carry a service of their own:
+    /// instance `web` on `eth0` with [`VRID`], the lab's VIP/24, adverts every 100 ms.
+    pub fn vrrp_section(&self, priority: u8) -> String {
+        format!(
+            r#"
+[[vrrp]]
+name = "web"
+interface = "eth0"
+vrid = {VRID}
+priority = {priority}
+advert_interval = "100ms"
+vips = ["{vip}/24"]
+"#,
+            vip = self.vip(),
+        )
+    }
+
     /// The `lb` config text for a node.
     pub fn lb_config(&self, instance: &str, node: &NodeOpts) -> String {
         let peers: Vec<String> = node
