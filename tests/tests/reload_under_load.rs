@@ -14,6 +14,7 @@ use lb_tests::{
     l4lab::{route_via, vip_on_lo, xdp_tx_peer},
     netns::{Netns, Topology},
     require,
+    stream::spawn_in,
 };
 use std::{
     collections::HashMap,
@@ -93,25 +94,15 @@ fn load_thread(
     kind: Load,
     phase: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
-) -> Result<(Outcomes, std::thread::JoinHandle<()>)> {
+) -> Result<(Outcomes, std::thread::JoinHandle<Result<()>>)> {
     let out: Outcomes = Arc::default();
     let vip = match kind {
         Load::L7KeepAlive | Load::L7Close => VIP_L7,
         Load::L4Close | Load::L4Stream => VIP_L4,
     };
     // The thread enters the client's namespace: every socket it opens is the client's.
-    let ns = std::fs::File::open(client.path())?;
     let o = out.clone();
-    let h = std::thread::spawn(move || {
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on a namespace fd changes only this thread's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            o.lock().unwrap_or_else(|e| e.into_inner()).push((
-                0,
-                Err(format!("setns: {}", std::io::Error::last_os_error())),
-            ));
-            return;
-        }
+    let h = spawn_in(client, move || {
         let mut conn = match kind {
             Load::L7KeepAlive | Load::L4Stream => connect(vip).ok(),
             _ => None,
@@ -134,11 +125,12 @@ fn load_thread(
                 conn = connect(vip).ok();
             }
             if failed && kind == Load::L4Stream {
-                return;
+                return Ok(());
             }
             std::thread::sleep(PACE);
         }
-    });
+        Ok(())
+    })?;
     Ok((out, h))
 }
 
@@ -298,10 +290,12 @@ fn reload_under_load_fails_nothing_and_a_broken_file_keeps_the_old_config() -> R
     };
     let outcome = run();
     stop.store(true, Ordering::SeqCst);
-    for h in joins {
-        let _ = h.join();
-    }
+    // A load thread that could not enter the client's namespace ran no request.
+    let entered = joins
+        .into_iter()
+        .try_for_each(|h| h.join().unwrap_or(Ok(())));
     outcome.with_context(|| d.log())?;
+    entered?;
 
     // Zero failed requests of any kind, in any phase.
     let mut per: HashMap<(Load, usize), HashMap<String, usize>> = HashMap::new();
