@@ -59,3 +59,23 @@ pub fn xdp_tx_peer(topo: &Topology, port: &str, unused_vip: &str) -> Result<NsPr
         &["decap", "--interface", port, "--vip", unused_vip],
     )
 }
+
+/// A `[[service]]` table with its `[[service.server]]` tables (`(name, address)`), as the
+/// tests append them to their configs: one definition of that TOML shape.
+pub fn service_toml<A: Display>(
+    name: &str,
+    vip: impl Display,
+    port: u16,
+    mode: &str,
+    servers: &[(&str, A)],
+) -> String {
+    let mut s = format!(
+        "\n[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = {port}\nmode = \"{mode}\"\n"
+    );
+    for (server, address) in servers {
+        s.push_str(&format!(
+            "[[service.server]]\nname = \"{server}\"\naddress = \"{address}\"\n"
+        ));
+    }
+    s
+}

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use lb_tests::{
     backend::Server,
     daemon::{lb, Daemon, Instance},
-    l4lab::{lb_quiet, route_via, vip_on_lo, xdp_tx_peer},
+    l4lab::{lb_quiet, route_via, service_toml, vip_on_lo, xdp_tx_peer},
     netns::Topology,
     require,
 };
@@ -115,26 +115,16 @@ interface = "eth0"
 [l4]
 ipip_source_v4 = "198.18.254.0/24"
 ipip_source_v6 = "2001:db8:254::/112"
-[[service]]
-name = "ipip4"
-vip = "{VIP4}"
-port = {PORT}
-mode = "ipip"
-[[service.server]]
-name = "b1"
-address = "{}"
-[[service]]
-name = "ipip6"
-vip = "{VIP6}"
-port = {PORT}
-mode = "ipip"
-[[service.server]]
-name = "b1"
-address = "{}"
-"#,
+{}{}"#,
         inst.name(),
-        backend.ipv4(),
-        backend.ipv6().context("ipv6")?
+        service_toml("ipip4", VIP4, PORT, "ipip", &[("b1", backend.ipv4())]),
+        service_toml(
+            "ipip6",
+            VIP6,
+            PORT,
+            "ipip",
+            &[("b1", backend.ipv6().context("ipv6")?)]
+        ),
     );
     let d = Daemon::start(lbh.ns(), &text)?;
     let log_text = || d.log();

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use lb_tests::{
     backend::Server,
     daemon::{Daemon, Instance},
-    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    l4lab::{route_via, service_toml, vip_on_lo, xdp_tx_peer},
     netns::Topology,
     require,
 };
@@ -78,29 +78,10 @@ fn backend_mac_change_is_followed() -> Result<()> {
     let b4 = backend.ipv4();
     let b6 = backend.ipv6().context("ipv6")?;
     let text = format!(
-        r#"instance = "{}"
-[xdp]
-interface = "eth0"
-[l4]
-debug_log = true
-[[service]]
-name = "dsr4"
-vip = "{VIP4}"
-port = {PORT}
-mode = "dsr"
-[[service.server]]
-name = "b1"
-address = "{b4}"
-[[service]]
-name = "dsr6"
-vip = "{VIP6}"
-port = {PORT}
-mode = "dsr"
-[[service.server]]
-name = "b1"
-address = "{b6}"
-"#,
-        inst.name()
+        "instance = \"{}\"\n[xdp]\ninterface = \"eth0\"\n[l4]\ndebug_log = true\n{}{}",
+        inst.name(),
+        service_toml("dsr4", VIP4, PORT, "dsr", &[("b1", b4)]),
+        service_toml("dsr6", VIP6, PORT, "dsr", &[("b1", b6)]),
     );
     let lb = Daemon::start(lbh.ns(), &text)?;
 

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
     backend::{line_server, Server},
     daemon::{Daemon, Instance},
-    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    l4lab::{route_via, service_toml, vip_on_lo, xdp_tx_peer},
     netns::{Netns, NsProcess, Topology},
     require,
     stream::{fetch_line, Stream},
@@ -81,19 +81,9 @@ fn config(instance: &str, socket: &str, backends: &[(&str, Ipv4Addr)]) -> String
 interface = "eth0"
 [admin]
 socket = "{socket}"
-
-[[service]]
-name = "l4"
-vip = "{VIP}"
-port = 80
-mode = "dsr"
 "#
     );
-    for (name, addr) in backends {
-        s.push_str(&format!(
-            "[[service.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n"
-        ));
-    }
+    s.push_str(&service_toml("l4", VIP, 80, "dsr", backends));
     s
 }
 

@@ -12,7 +12,7 @@ use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
     backend::line_server,
     daemon::{lb, Daemon, Instance},
-    l4lab::{route_via, vip_on_lo, xdp_tx_peer},
+    l4lab::{route_via, service_toml, vip_on_lo, xdp_tx_peer},
     netns::Topology,
     procfs::{process_creds, read_creds, Creds},
     require,
@@ -56,23 +56,17 @@ vrid = 77
 priority = 100
 advert_interval = "100ms"
 vips = ["{VRRP_VIP}/24"]
-
-[[service]]
-name = "l4"
-vip = "{VIP}"
-port = 80
-mode = "dsr"
 "#
     );
-    for (name, addr) in backends {
-        s.push_str(&format!(
-            "[[service.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n"
-        ));
-    }
+    s.push_str(&service_toml("l4", VIP, 80, "dsr", backends));
     if http {
-        s.push_str(&format!(
-            "\n[[service]]\nname = \"web\"\nvip = \"198.19.0.101\"\nport = 81\nmode = \"http\"\n[[service.server]]\nname = \"w1\"\naddress = \"{}:80\"\n",
-            backends[0].1
+        let w1 = SocketAddr::new(backends[0].1.into(), 80);
+        s.push_str(&service_toml(
+            "web",
+            "198.19.0.101",
+            81,
+            "http",
+            &[("w1", w1)],
         ));
     }
     s
