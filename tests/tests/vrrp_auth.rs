@@ -11,6 +11,7 @@ use lb::vrrp::{
     auth::TRAILER_LEN,
     packet::{Advert, GROUP_V4},
 };
+use lb_tests::netns::NsProcess;
 use vrrp_support::*;
 
 const ATTACKER: usize = 3;
@@ -19,6 +20,20 @@ const KEY: &str = "vrrp-test-shared-key-0123";
 fn states(lab: &Lab) -> (String, String) {
     let s = |i| lab.lb_status(i).get("state").cloned().unwrap_or_default();
     (s(LB1), s(LB2))
+}
+
+/// Starts node `i` with the shared key, `priority` and 100 ms adverts.
+fn start_keyed(lab: &mut Lab, i: usize, priority: u8) -> NsProcess {
+    let auth = format!("auth_key = \"{KEY}\"");
+    lab.start_lb_with(i, &NodeOpts::new(priority, 100), "", &auth)
+        .unwrap()
+}
+
+/// lb1 keyed at priority 150, once it holds the VIP.
+fn keyed_master(lab: &mut Lab) -> NsProcess {
+    let d = start_keyed(lab, LB1, 150);
+    lab.wait_vip(LB1, Duration::from_secs(10)).unwrap();
+    d
 }
 
 #[test]
@@ -32,14 +47,8 @@ fn vrrp_authenticated_failover_refuses_forgeries_and_replays() {
     let mut lab = Lab::new("vauth", 4).unwrap();
     let http1 = lab.start_http(LB1, "lb1").unwrap();
     let _http2 = lab.start_http(LB2, "lb2").unwrap();
-    let auth = format!("auth_key = \"{KEY}\"");
-    let d1 = lab
-        .start_lb_with(LB1, &NodeOpts::new(150, 100), "", &auth)
-        .unwrap();
-    lab.wait_vip(LB1, Duration::from_secs(10)).unwrap();
-    let _d2 = lab
-        .start_lb_with(LB2, &NodeOpts::new(100, 100), "", &auth)
-        .unwrap();
+    let d1 = keyed_master(&mut lab);
+    let _d2 = start_keyed(&mut lab, LB2, 100);
     wait_state(&lab, LB2, "BACKUP", Duration::from_secs(5)).unwrap();
     std::thread::sleep(Duration::from_millis(400));
     assert!(lab.lb_counter(LB2, "rx") > 0, "lb2 accepts lb1's adverts");
@@ -198,11 +207,7 @@ fn vrrp_unkeyed_node_counts_authenticated_adverts() {
         return;
     }
     let mut lab = Lab::new("vauk", 3).unwrap();
-    let auth = format!("auth_key = \"{KEY}\"");
-    let _d1 = lab
-        .start_lb_with(LB1, &NodeOpts::new(150, 100), "", &auth)
-        .unwrap();
-    lab.wait_vip(LB1, Duration::from_secs(10)).unwrap();
+    let _d1 = keyed_master(&mut lab);
     let _d2 = lab.start_lb(LB2, &NodeOpts::new(100, 100)).unwrap();
     // lb2 hears nothing it accepts: it becomes master too, and counts why.
     wait_state(&lab, LB2, "MASTER", Duration::from_secs(5)).unwrap();
