@@ -208,6 +208,13 @@ fn admin(socket: &str, args: &[&str]) -> Result<(bool, String, String)> {
     Ok((st.success(), out, err))
 }
 
+/// `set server <server> state <state>` through the admin socket, which must succeed.
+fn set_state(socket: &str, server: &str, state: &str) -> Result<()> {
+    let (ok, _, err) = admin(socket, &["set", "server", server, "state", state])?;
+    assert!(ok, "set server {server} state {state}: {err}");
+    Ok(())
+}
+
 fn bpftool_json(args: &[&str]) -> Result<serde_json::Value> {
     let out = std::process::Command::new("bpftool")
         .arg("-j")
@@ -544,11 +551,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     let owner = ka.get()?;
     let other = if owner == "b1" { "b2" } else { "b1" };
     assert_eq!(ka.get_with(Some(&owner))?, owner, "the cookie sticks");
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("web/{owner}"), "state", "drain"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("web/{owner}"), "drain")?;
     for _ in 0..6 {
         assert_eq!(
             get(client, VIP_HTTP)?,
@@ -563,11 +566,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
             "drain: the open session keeps its server"
         );
     }
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("web/{owner}"), "state", "maint"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("web/{owner}"), "maint")?;
     for _ in 0..4 {
         assert_eq!(
             get(client, VIP_HTTP)?,
@@ -581,11 +580,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
         other,
         "maint: even its sessions are redispatched"
     );
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("web/{owner}"), "state", "ready"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("web/{owner}"), "ready")?;
     let mut seen = std::collections::HashSet::new();
     for _ in 0..6 {
         seen.insert(get(client, VIP_HTTP)?);
@@ -623,11 +618,7 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
     let mut stream = Conn::open(client, VIP_L4)?;
     let owner = stream.get()?;
     let other = if owner == "b1" { "b2" } else { "b1" };
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("l4/{owner}"), "state", "drain"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("l4/{owner}"), "drain")?;
     std::thread::sleep(Duration::from_millis(50));
     for _ in 0..20 {
         assert_eq!(
@@ -643,19 +634,11 @@ fn health_checks_drive_both_planes_and_admin_commands_work() -> Result<()> {
             "L4 drain: the open stream keeps its backend"
         );
     }
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("l4/{owner}"), "state", "maint"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("l4/{owner}"), "maint")?;
     std::thread::sleep(Duration::from_millis(50));
     // Maint re-picks the stream's flow: the other backend has no such connection and resets it.
     assert!(stream.get().is_err(), "L4 maint stops the open stream too");
-    let (ok, _, err) = admin(
-        &socket,
-        &["set", "server", &format!("l4/{owner}"), "state", "ready"],
-    )?;
-    assert!(ok, "{err}");
+    set_state(&socket, &format!("l4/{owner}"), "ready")?;
     std::thread::sleep(Duration::from_millis(50));
     let mut seen = std::collections::HashSet::new();
     for _ in 0..40 {
