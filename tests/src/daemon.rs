@@ -224,11 +224,16 @@ impl Daemon {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) -> Result<ExitStatus> {
         self.proc.kill_with(libc::SIGTERM)?;
+        self.wait_exit(Duration::from_secs(10))
+    }
+
+    /// Waits up to `timeout` for the daemon to exit (after a signal it was sent), then
+    /// lets the reader threads drain its last lines; fails with its log if it runs on.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let status = self
             .proc
-            .wait_timeout(Duration::from_secs(10))?
-            .ok_or_else(|| anyhow!("lb did not exit within 10 s of SIGTERM:\n{}", self.log()))?;
-        // Let the reader threads drain the last lines.
+            .wait_timeout(timeout)?
+            .ok_or_else(|| anyhow!("lb did not exit within {timeout:?}:\n{}", self.log()))?;
         std::thread::sleep(Duration::from_millis(50));
         Ok(status)
     }

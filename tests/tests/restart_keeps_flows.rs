@@ -9,7 +9,7 @@
 //! Topology: h0 client, h1 lb, h2..h4 backends b1..b3 (the VIP on their `lo`), each a line
 //! server on port 80 answering every line with its name.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use lb_tests::{
     backend::{line_server, Server},
     daemon::{Daemon, Instance},
@@ -20,7 +20,7 @@ use lb_tests::{
 };
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 100);
@@ -98,18 +98,9 @@ fn xdp_prog_id(ns: &Netns) -> Result<Option<u64>> {
 
 /// Waits for the daemon's exit after a signal; its exit status must be success.
 fn wait_exit(d: &mut Daemon) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(st) = d.try_wait()? {
-            ensure!(st.success(), "lb exited with {st}:\n{}", d.log());
-            std::thread::sleep(Duration::from_millis(50));
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("lb did not exit:\n{}", d.log());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let st = d.wait_exit(Duration::from_secs(15))?;
+    ensure!(st.success(), "lb exited with {st}:\n{}", d.log());
+    Ok(())
 }
 
 #[test]
