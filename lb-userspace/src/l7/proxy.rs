@@ -23,6 +23,7 @@ use hyper::{
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::{
     convert::Infallible,
+    future::Future,
     io,
     net::{IpAddr, SocketAddr},
     pin::Pin,
@@ -980,15 +981,28 @@ impl Proxy {
             rec.t_queue = ms(q0.elapsed());
             let srv = &self.stats.servers[idx].counters;
             let c0 = Instant::now();
-            match self.pools[idx].get(&t).await {
-                Ok((sender, reused)) => {
+            // Under httpclose the server connection serves this request only: it is
+            // driven by this request's own task (see `ServerLink::Owned`) instead of a
+            // task of its own. Upgrades keep the spawned driver (their tunnel takes
+            // the connection over).
+            let owned = self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
+            let got = if owned {
+                self.pools[idx]
+                    .connect_owned(&t)
+                    .await
+                    .map(|(s, c)| (s, Some(c), false))
+            } else {
+                self.pools[idx].get(&t).await.map(|(s, r)| (s, None, r))
+            };
+            match got {
+                Ok((sender, conn, reused)) => {
                     rec.t_connect = ms(c0.elapsed());
                     self.states.observe(idx, ObservedEvent::ConnectOk);
                     srv.open();
                     let mut guard = InflightGuard(idx, self.stats.clone(), None);
                     req.body_mut().server = Some(idx);
                     let r0 = Instant::now();
-                    let res = self.send(idx, sender, reused, req, &t).await;
+                    let res = self.send(idx, sender, conn, reused, req, &t).await;
                     rec.t_response = ms(r0.elapsed());
                     return match res {
                         Ok((resp, reuse)) => {
@@ -1104,14 +1118,32 @@ impl Proxy {
 
     /// Sends on a (possibly pooled) connection; a pooled connection that turns out to
     /// be dead before the request was written is replaced by a fresh one once.
+    /// With `conn` (a connection of this request's own), drives it while waiting.
     async fn send(
         &self,
         idx: usize,
         mut sender: SendRequest<RequestBody>,
+        conn: Option<ServerConn>,
         mut reused: bool,
         mut req: Request<RequestBody>,
         t: &Timeouts,
-    ) -> Result<(Response<Incoming>, Option<Reuse>), Failure> {
+    ) -> Result<(Response<Incoming>, Option<ServerLink>), Failure> {
+        if let Some(conn) = conn {
+            let mut link = Some(ServerLink::Owned(Box::pin(conn)));
+            let r = {
+                let resp = sender.try_send_request(req);
+                tokio::pin!(resp);
+                std::future::poll_fn(|cx| {
+                    drive(&mut link, cx);
+                    resp.as_mut().poll(cx)
+                })
+                .await
+            };
+            return match r {
+                Ok(resp) => Ok((resp, link)),
+                Err(e) => Err(self.send_failure(idx, e.into_error())),
+            };
+        }
         let pool = &self.pools[idx];
         // A connection carrying an Upgrade becomes a tunnel: never back to the pool.
         let poolable = !self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
@@ -1120,7 +1152,7 @@ impl Proxy {
                 Ok(resp) => {
                     // Back to the pool once the response body is through (see
                     // `ResponseBody`'s drop), not by a task per request waiting for it.
-                    let reuse = poolable.then(|| (pool.clone(), sender));
+                    let reuse = poolable.then(|| ServerLink::Pooled(pool.clone(), sender));
                     return Ok((resp, reuse));
                 }
                 Err(mut e) => match e.take_message() {
@@ -1131,27 +1163,53 @@ impl Proxy {
                         })?;
                         reused = false;
                     }
-                    _ => {
-                        let err = e.into_error();
-                        tracing::debug!(service = %self.service.name, server = %self.service.servers[idx].name, error = %err, "server response failed");
-                        return Err(if is_io_timeout(&err) {
-                            Failure::ServerTimeout
-                        } else {
-                            Failure::BadResponse
-                        });
-                    }
+                    _ => return Err(self.send_failure(idx, e.into_error())),
                 },
             }
         }
     }
+
+    fn send_failure(&self, idx: usize, err: hyper::Error) -> Failure {
+        tracing::debug!(service = %self.service.name, server = %self.service.servers[idx].name, error = %err, "server response failed");
+        if is_io_timeout(&err) {
+            Failure::ServerTimeout
+        } else {
+            Failure::BadResponse
+        }
+    }
 }
 
-/// A server connection to give back to its pool once the response is read through.
-type Reuse = (Arc<Pool>, SendRequest<RequestBody>);
+/// A server connection driven by the task of the one request it serves (httpclose).
+type ServerConn = hyper::client::conn::http1::Connection<TokioIo<DeadlineIo>, RequestBody>;
+
+/// The server connection a response comes from, held until the response is over.
+enum ServerLink {
+    /// Driven by a task of its own; given back to its pool once the response is read
+    /// through.
+    Pooled(Arc<Pool>, SendRequest<RequestBody>),
+    /// Driven by whoever waits for its response (`send`, then the response body's
+    /// polls), and closed when dropped: under httpclose a spawned driver task per
+    /// request, its wake-ups across tasks and hyper's shutdown(2) before close cost
+    /// more than the request's own I/O on this connection.
+    Owned(Pin<Box<ServerConn>>),
+}
+
+/// Polls an owned server connection, forgetting it once it is finished (a dropped
+/// connection fails whatever still waits on it, so nothing hangs).
+fn drive(link: &mut Option<ServerLink>, cx: &mut Context<'_>) {
+    if let Some(ServerLink::Owned(conn)) = link {
+        if let Poll::Ready(r) = conn.as_mut().poll(cx) {
+            if let Err(e) = r {
+                tracing::trace!(error = %e, "server connection closed");
+            }
+            *link = None;
+        }
+    }
+}
 
 /// Decrements a server's in-flight count when the request is over, and holds the
 /// server connection until then.
-struct InflightGuard(usize, Arc<ServiceStats>, Option<Reuse>);
+struct InflightGuard(usize, Arc<ServiceStats>, Option<ServerLink>);
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         if let Some(s) = self.1.servers.get(self.0) {
@@ -1351,7 +1409,23 @@ impl Pool {
         Ok((self.connect(t).await?, false))
     }
 
+    /// A new connection with its driver task.
     async fn connect(&self, t: &Timeouts) -> Result<SendRequest<RequestBody>, ConnectError> {
+        let addr = self.addr;
+        let (sender, conn) = self.connect_owned(t).await?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::trace!(%addr, error = %e, "server connection closed");
+            }
+        });
+        Ok(sender)
+    }
+
+    /// A new connection whose driver the caller polls.
+    async fn connect_owned(
+        &self,
+        t: &Timeouts,
+    ) -> Result<(SendRequest<RequestBody>, ServerConn), ConnectError> {
         let addr = self.addr;
         let stream = match tokio::time::timeout(t.connect, TcpStream::connect(addr)).await {
             Err(_) => {
@@ -1365,18 +1439,12 @@ impl Pool {
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(DeadlineIo::new(Arc::new(stream), Some(t.server)));
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        hyper::client::conn::http1::Builder::new()
             .preserve_header_case(self.header_case)
             .title_case_headers(self.header_case)
             .handshake(io)
             .await
-            .map_err(|source| ConnectError::Handshake { addr, source })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::trace!(%addr, error = %e, "server connection closed");
-            }
-        });
-        Ok(sender)
+            .map_err(|source| ConnectError::Handshake { addr, source })
     }
 
     /// Takes back a connection whose response was read through.
@@ -1505,6 +1573,10 @@ impl Body for ResponseBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
+        if let Some(g) = this.finish.as_mut().and_then(|f| f.inflight.as_mut()) {
+            // The server connection this body comes from, if it is ours to drive.
+            drive(&mut g.2, cx);
+        }
         let r = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
@@ -1548,7 +1620,9 @@ impl Drop for ResponseBody {
             if ended {
                 // The server's response was read through: its connection can serve
                 // the next request.
-                if let Some((pool, sender)) = f.inflight.as_mut().and_then(|g| g.2.take()) {
+                if let Some(ServerLink::Pooled(pool, sender)) =
+                    f.inflight.as_mut().and_then(|g| g.2.take())
+                {
                     pool.put(sender);
                 }
             }
