@@ -32,6 +32,8 @@ pub struct DeadlineIo {
     /// HAProxy's error page being written in place of hyper's own bare error response,
     /// and how much of it is out (see [`HeadScan::error_page`]).
     replacing: Option<(Vec<u8>, usize)>,
+    /// The connection is closed as soon as it is shut down (see [`DeadlineIo::closing`]).
+    close_only: bool,
 }
 
 impl DeadlineIo {
@@ -44,7 +46,25 @@ impl DeadlineIo {
             last_progress: tokio::time::Instant::now(),
             scan: None,
             replacing: None,
+            close_only: false,
         }
+    }
+
+    /// For a connection that is never upgraded to a tunnel, so that whoever shuts its
+    /// write side (hyper, at the end of the connection) drops it right after: the
+    /// shutdown(2) is left out, close(2) sends the same FIN.
+    pub fn closing(mut self) -> Self {
+        self.close_only = true;
+        self
+    }
+
+    /// Whether a shutdown is only the prelude to close(2): always for [`closing`]
+    /// connections; for a client connection until it becomes a tunnel (where a
+    /// shutdown is a half-close the peer must see at once).
+    ///
+    /// [`closing`]: DeadlineIo::closing
+    fn shutdown_is_close(&self) -> bool {
+        self.close_only || self.scan.as_ref().is_some_and(|s| !s.in_tunnel())
     }
 
     /// Also feeds every byte read to `scan` while it looks for a request head.
@@ -276,6 +296,11 @@ impl AsyncWrite for DeadlineIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.shutdown_is_close() {
+            // hyper ends the connection, which is dropped (closed) right after: one
+            // syscall per connection saved.
+            return Poll::Ready(Ok(()));
+        }
         let r = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Write);
         match r {
             // Already closed by the peer: nothing left to shut down.
@@ -299,6 +324,8 @@ pub struct HeadScan {
     /// The whole request was read and the response is not done: client reads must
     /// not time out (see [`HeadScan::set_awaiting`]).
     awaiting: std::sync::atomic::AtomicBool,
+    /// The connection was handed to a byte tunnel (see [`HeadScan::set_tunnel`]).
+    tunnel: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -429,6 +456,18 @@ impl HeadScan {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The connection is (about to be) handed to a byte tunnel: from now on a shutdown
+    /// of its write side is a half-close, done at once (see `DeadlineIo`).
+    pub fn set_tunnel(&self) {
+        self.tunnel
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the connection became a tunnel.
+    pub fn in_tunnel(&self) -> bool {
+        self.tunnel.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the connection waits for the server on behalf of its client.
     pub fn awaiting(&self) -> bool {
         self.awaiting.load(std::sync::atomic::Ordering::Relaxed)
@@ -446,6 +485,44 @@ impl HeadScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn shutdown_is_left_to_close_except_in_a_tunnel() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        // EOF seen by the peer within a short wait, or not.
+        async fn eof_within(peer: &mut TcpStream, ms: u64) -> bool {
+            let mut b = [0u8; 8];
+            let wait = Duration::from_millis(ms);
+            matches!(
+                tokio::time::timeout(wait, peer.read(&mut b)).await,
+                Ok(Ok(0))
+            )
+        }
+        for (tunnel, closing) in [(false, false), (true, false), (false, true)] {
+            let c = TcpStream::connect(addr).await.expect("connect");
+            let (mut peer, _) = l.accept().await.expect("accept");
+            let scan = Arc::new(HeadScan::default());
+            let mut io = DeadlineIo::new(Arc::new(c), None);
+            io = if closing {
+                io.closing()
+            } else {
+                io.with_scan(scan.clone())
+            };
+            if tunnel {
+                scan.set_tunnel();
+            }
+            io.shutdown().await.expect("shutdown");
+            // A tunnel's half-close reaches the peer at once; otherwise the FIN
+            // comes with close(2).
+            assert_eq!(eof_within(&mut peer, 200).await, tunnel);
+            drop(io);
+            assert!(eof_within(&mut peer, 2000).await);
+        }
+    }
 
     #[test]
     fn head_scan_finds_both_framings() {

@@ -919,6 +919,7 @@ impl Proxy {
             drop(rbody);
             // In the tunnel both sides talk: the client timeout applies again.
             conn.scan.set_awaiting(false);
+            conn.scan.set_tunnel();
             tokio::spawn(run_tunnel(client_up, server_up, fin));
             return Response::from_parts(rparts, ResponseBody::empty());
         }
@@ -1412,7 +1413,7 @@ impl Pool {
     /// A new connection with its driver task.
     async fn connect(&self, t: &Timeouts) -> Result<SendRequest<RequestBody>, ConnectError> {
         let addr = self.addr;
-        let (sender, conn) = self.connect_owned(t).await?;
+        let (sender, conn) = self.open(t, false).await?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::trace!(%addr, error = %e, "server connection closed");
@@ -1421,10 +1422,21 @@ impl Pool {
         Ok(sender)
     }
 
-    /// A new connection whose driver the caller polls.
+    /// A new connection whose driver the caller polls, for one request without
+    /// upgrade: closed without shutdown(2) when done.
     async fn connect_owned(
         &self,
         t: &Timeouts,
+    ) -> Result<(SendRequest<RequestBody>, ServerConn), ConnectError> {
+        self.open(t, true).await
+    }
+
+    /// Connects and performs the HTTP/1.1 handshake; `closing`: see
+    /// [`DeadlineIo::closing`].
+    async fn open(
+        &self,
+        t: &Timeouts,
+        closing: bool,
     ) -> Result<(SendRequest<RequestBody>, ServerConn), ConnectError> {
         let addr = self.addr;
         let stream = match tokio::time::timeout(t.connect, TcpStream::connect(addr)).await {
@@ -1438,7 +1450,8 @@ impl Pool {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(DeadlineIo::new(Arc::new(stream), Some(t.server)));
+        let io = DeadlineIo::new(Arc::new(stream), Some(t.server));
+        let io = TokioIo::new(if closing { io.closing() } else { io });
         hyper::client::conn::http1::Builder::new()
             .preserve_header_case(self.header_case)
             .title_case_headers(self.header_case)
