@@ -164,6 +164,11 @@ pub async fn serve_farms(
         source,
     };
     listener.set_nonblocking(true).map_err(lerr)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener (Linux copies the
+    // listener's options): one setsockopt(2) per service instead of per connection.
+    let inherit_nodelay = socket2::SockRef::from(&listener)
+        .set_tcp_nodelay(true)
+        .is_ok();
     // SAFETY: the listener owns its descriptor, which stays open and unchanged while the
     // AsyncFd (which owns the listener) lives.
     let listener = unsafe {
@@ -222,7 +227,9 @@ pub async fn serve_farms(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
+        if !inherit_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         // The connection lives on one per-core event loop (see `shards`).
         let (current, shutdown) = (current.clone(), shutdown.clone());
         match (super::shards::next(), Ok::<_, io::Error>(stream)) {
@@ -1863,6 +1870,23 @@ impl Proxy {
 #[cfg(test)]
 mod websocket_tests {
     use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let l = bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        socket2::SockRef::from(&l)
+            .set_tcp_nodelay(true)
+            .expect("nodelay");
+        let _c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let accepted = loop {
+            match accept_nonblocking(&l) {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().expect("getsockopt"));
+    }
 
     #[test]
     fn base64_and_keys() {
