@@ -310,6 +310,71 @@ impl AsyncWrite for DeadlineIo {
     }
 }
 
+/// An I/O that first returns bytes already read from it (hyper's HTTP/1 read buffer
+/// when it met an HTTP/2 preface), then reads on.
+#[derive(Debug)]
+pub struct Replay<T> {
+    prefix: bytes::Bytes,
+    inner: T,
+}
+
+impl<T> Replay<T> {
+    /// `prefix` is returned by the first reads, before anything of `inner`.
+    pub fn new(prefix: bytes::Bytes, inner: T) -> Self {
+        Replay { prefix, inner }
+    }
+}
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Replay<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let chunk = self.prefix.split_to(n);
+            buf.put_slice(&chunk);
+            if self.prefix.is_empty() {
+                // Lets go of the buffer it came from.
+                self.prefix = bytes::Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Replay<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Largest head the scanner keeps; beyond it hyper answers 431 anyway.
 pub const HEAD_SCAN_LIMIT: usize = 64 * 1024;
 

@@ -326,12 +326,6 @@ async fn handle_connection(
     fe.open();
     let _close = OnDrop(Some(|| proxy.stats.counters.close()));
     let t = proxy.service.timeouts;
-    // `timeout http-request` also bounds the wait for the first byte (hyper's header
-    // timer only starts with it); like HAProxy, a connection that never sent anything
-    // is closed silently (no 408, nothing logged: `option dontlognull`).
-    let Some(h2) = sniff_h2(&stream, t.http_request).await else {
-        return;
-    };
     let stream = Arc::new(stream);
     let scan = Arc::new(HeadScan::default());
     let io = TokioIo::new(DeadlineIo::new(stream.clone(), Some(t.client)).with_scan(scan.clone()));
@@ -350,22 +344,32 @@ async fn handle_connection(
         let i = svc_info.clone();
         Box::pin(async move { Ok::<_, Infallible>(p.handle(req, i).await) })
     });
-    let res = if h2 {
-        // Rare (h2c prior knowledge), and its connection state is large: boxed so the
-        // HTTP/1 connections do not carry its size.
-        let conn = proxy.h2.serve_connection(io, svc);
-        Box::pin(until_shutdown(conn, &shutdown, |c| c.graceful_shutdown())).await
-    } else {
-        let conn = proxy.h1.serve_connection(io, svc).with_upgrades();
-        until_shutdown(conn, &shutdown, |c| c.graceful_shutdown()).await
-    };
+    // HTTP/1 first, its head read straight into hyper's buffer (no peek, one syscall
+    // less per connection). hyper stops at an HTTP/2 preface (h2c prior knowledge) and
+    // hands the bytes it read back: the connection goes on as HTTP/2 with them replayed.
+    let mut conn = proxy.h1.serve_connection(io, svc).with_upgrades();
+    let mut res = until_shutdown(&mut conn, &shutdown, |c| c.graceful_shutdown()).await;
+    if res.as_ref().is_err_and(|e| e.is_parse_version_h2()) {
+        if let Some(parts) = conn.into_parts() {
+            // Rare, and its connection state is large: boxed so the HTTP/1
+            // connections do not carry its size.
+            let io = super::io::Replay::new(parts.read_buf, parts.io);
+            let mut conn = Box::pin(proxy.h2.serve_connection(io, parts.service));
+            res = until_shutdown(&mut conn, &shutdown, |c| {
+                c.get_mut().as_mut().graceful_shutdown()
+            })
+            .await;
+        }
+    }
     if let Err(e) = res {
         let bad = if is_header_timeout(&e) {
             // hyper closes silently; HAProxy answers 408 when part of a request head
-            // came (always the case for the first one: see the peek above), and closes
-            // an idle keep-alive connection without a word.
+            // came, and closes a connection that sent nothing (`timeout http-request`
+            // also bounds the wait for the first byte: hyper's header timer starts
+            // with the connection; nothing logged, `option dontlognull`) or an idle
+            // keep-alive connection without a word.
             let partial = info.scan.partial_head_ms();
-            (partial.is_some() || info.requests.load(Relaxed) == 0).then(|| {
+            partial.is_some().then(|| {
                 let _ = stream.try_write(&pages::raw_408());
                 let ms = partial
                     .unwrap_or_else(|| i64::try_from(t.http_request.as_millis()).unwrap_or(0));
@@ -391,57 +395,24 @@ async fn handle_connection(
     }
 }
 
-/// The client connection preface of HTTP/2 (RFC 9113 3.4): h2c with prior knowledge.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// Longest pause between looks at a preface that arrived in pieces.
-const SNIFF_MAX_PAUSE: Duration = Duration::from_millis(50);
-
 /// What the handler returns to hyper (boxed, see `handle_connection`).
 type HandlerFuture =
     Pin<Box<dyn std::future::Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
-/// Waits, at most `limit`, for the client's first bytes without consuming them:
-/// `Some(true)` for the HTTP/2 preface, `Some(false)` for anything else (HTTP/1),
-/// `None` when the client closed or sent nothing in time. Peeking (instead of hyper's
-/// auto-detection, which reads the first bytes into a buffer of its own and replays
-/// them) lets hyper's HTTP/1 read buffer take the whole head in one read: a head split
-/// over two reads makes hyper double that buffer, kept for the connection's life.
-async fn sniff_h2(stream: &TcpStream, limit: Duration) -> Option<bool> {
-    let look = async {
-        let mut buf = [0u8; H2_PREFACE.len()];
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let n = stream.peek(&mut buf).await.ok().filter(|&n| n > 0)?;
-            if !H2_PREFACE.starts_with(&buf[..n]) {
-                return Some(false);
-            }
-            if n == H2_PREFACE.len() {
-                return Some(true);
-            }
-            // Only a client speaking HTTP/2 (or garbage) stops inside the preface;
-            // peek returns at once while the bytes are there, so wait for more.
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(SNIFF_MAX_PAUSE);
-        }
-    };
-    tokio::time::timeout(limit, look).await.ok().flatten()
-}
-
 /// Drives a client connection; once `shutdown` fires, asks it to finish the request in
 /// progress (`graceful`) and waits for that.
 async fn until_shutdown<C>(
-    conn: C,
+    conn: &mut C,
     shutdown: &CancellationToken,
     graceful: fn(Pin<&mut C>),
 ) -> Result<(), hyper::Error>
 where
-    C: std::future::Future<Output = Result<(), hyper::Error>>,
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Unpin,
 {
-    tokio::pin!(conn);
     tokio::select! {
-        r = conn.as_mut() => r,
+        r = &mut *conn => r,
         _ = shutdown.cancelled() => {
-            graceful(conn.as_mut());
+            graceful(Pin::new(&mut *conn));
             conn.await
         }
     }
