@@ -965,11 +965,12 @@ impl Proxy {
             // task of its own. Upgrades keep the spawned driver (their tunnel takes
             // the connection over).
             let owned = self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
+            // The owned path's futures are boxed: the request future (boxed per request,
+            // keep-alive included) would otherwise carry their size.
             let got = if owned {
-                self.pools[idx]
-                    .connect_owned(&t)
+                Box::pin(self.pools[idx].connect_owned(&t))
                     .await
-                    .map(|(s, c)| (s, Some(c), false))
+                    .map(|(s, c)| (s, Some(Box::pin(c)), false))
             } else {
                 self.pools[idx].get(&t).await.map(|(s, r)| (s, None, r))
             };
@@ -981,7 +982,10 @@ impl Proxy {
                     let mut guard = InflightGuard(idx, self.stats.clone(), None);
                     req.body_mut().server = Some(idx);
                     let r0 = Instant::now();
-                    let res = self.send(idx, sender, conn, reused, req, &t).await;
+                    let res = match conn {
+                        Some(conn) => Box::pin(self.send_owned(idx, sender, conn, req)).await,
+                        None => self.send(idx, sender, reused, req, &t).await,
+                    };
                     rec.t_response = ms(r0.elapsed());
                     return match res {
                         Ok((resp, reuse)) => {
@@ -1095,34 +1099,40 @@ impl Proxy {
         }
     }
 
+    /// Sends on a connection of this request's own, driving it while waiting.
+    async fn send_owned(
+        &self,
+        idx: usize,
+        mut sender: SendRequest<RequestBody>,
+        conn: Pin<Box<ServerConn>>,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<ServerLink>), Failure> {
+        let mut link = Some(ServerLink::Owned(conn));
+        let r = {
+            let resp = sender.try_send_request(req);
+            tokio::pin!(resp);
+            std::future::poll_fn(|cx| {
+                drive(&mut link, cx);
+                resp.as_mut().poll(cx)
+            })
+            .await
+        };
+        match r {
+            Ok(resp) => Ok((resp, link)),
+            Err(e) => Err(self.send_failure(idx, e.into_error())),
+        }
+    }
+
     /// Sends on a (possibly pooled) connection; a pooled connection that turns out to
     /// be dead before the request was written is replaced by a fresh one once.
-    /// With `conn` (a connection of this request's own), drives it while waiting.
     async fn send(
         &self,
         idx: usize,
         mut sender: SendRequest<RequestBody>,
-        conn: Option<ServerConn>,
         mut reused: bool,
         mut req: Request<RequestBody>,
         t: &Timeouts,
     ) -> Result<(Response<Incoming>, Option<ServerLink>), Failure> {
-        if let Some(conn) = conn {
-            let mut link = Some(ServerLink::Owned(Box::pin(conn)));
-            let r = {
-                let resp = sender.try_send_request(req);
-                tokio::pin!(resp);
-                std::future::poll_fn(|cx| {
-                    drive(&mut link, cx);
-                    resp.as_mut().poll(cx)
-                })
-                .await
-            };
-            return match r {
-                Ok(resp) => Ok((resp, link)),
-                Err(e) => Err(self.send_failure(idx, e.into_error())),
-            };
-        }
         let pool = &self.pools[idx];
         // A connection carrying an Upgrade becomes a tunnel: never back to the pool.
         let poolable = !self.service.httpclose && !req.headers().contains_key(header::UPGRADE);
