@@ -470,12 +470,24 @@ mod tests {
         );
         let msg = fe.commit(staged);
         assert!(msg.contains("http services changed: web"), "{msg}");
+        // The connection's event loop may still answer one request from the old farm
+        // while the new one propagates: wait (bounded) for the added server first.
+        let mut seen = Vec::new();
+        while seen.last().map(String::as_str) != Some("b") {
+            assert!(seen.len() < 10, "the added server never answers: {seen:?}");
+            seen.push(get(&mut conn).await);
+        }
+        // Smooth weighted round robin over a:1, b:3 has period 4 (b a b b): any 8
+        // consecutive picks hold exactly 6 b's.
         let mut got = Vec::new();
         for _ in 0..8 {
             got.push(get(&mut conn).await);
         }
         let bs = got.iter().filter(|s| *s == "b").count();
-        assert_eq!(bs, 6, "weight 3:1 on the same connection: {got:?}");
+        assert_eq!(
+            bs, 6,
+            "weight 3:1 on the same connection: {got:?} (after {seen:?})"
+        );
 
         // A listener that stays is not bound again: a conflicting new listener fails the
         // stage and changes nothing.
