@@ -19,37 +19,15 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
+#[path = "common/backend.rs"]
+mod backend_common;
+
+/// What the backend answers to every request.
+const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Wed, 25 Nov 2026 02:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: keep-alive\r\nSet-Cookie: JSESSIONID=sA0123456789; Path=/\r\n\r\nhello from A\r\n";
+
 /// A keep-alive backend answering every request like the bench's nginx.
 async fn backend() -> SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind backend");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut have = 0;
-                loop {
-                    match s.read(&mut buf[have..]).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => have += n,
-                    }
-                    while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.copy_within(end + 4..have, 0);
-                        have -= end + 4;
-                        let r = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Wed, 25 Nov 2026 02:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: keep-alive\r\nSet-Cookie: JSESSIONID=sA0123456789; Path=/\r\n\r\nhello from A\r\n";
-                        if s.write_all(r).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    addr
+    backend_common::start(RESPONSE, true).await
 }
 
 fn main() {
