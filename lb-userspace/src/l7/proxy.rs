@@ -159,22 +159,17 @@ pub async fn serve_farms(
     shutdown: CancellationToken,
 ) -> Result<(), ProxyError> {
     let first = farms.borrow_and_update().clone();
-    let lerr = |source| ProxyError::Listener {
-        service: first.service.name.clone(),
+    let name = first.service.name.clone();
+    let lerr = move |source| ProxyError::Listener {
+        service: name.clone(),
         source,
     };
-    listener.set_nonblocking(true).map_err(lerr)?;
+    listener.set_nonblocking(true).map_err(&lerr)?;
     // Accepted sockets inherit TCP_NODELAY from the listener (Linux copies the
     // listener's options): one setsockopt(2) per service instead of per connection.
     let inherit_nodelay = socket2::SockRef::from(&listener)
         .set_tcp_nodelay(true)
         .is_ok();
-    // SAFETY: the listener owns its descriptor, which stays open and unchanged while the
-    // AsyncFd (which owns the listener) lives.
-    let listener = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| lerr(e.into()))?;
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(Proxy::new(
         first.service,
         first.states,
@@ -195,30 +190,98 @@ pub async fn serve_farms(
             }
         }
     });
-    let limit = |n: u32| (n > 0).then(|| Arc::new(Semaphore::new(n as usize)));
-    let mut maxconn = current.load().service.maxconn;
-    let mut conn_limit = limit(maxconn);
+    // Every event loop accepts on the one listening socket (a duplicate descriptor,
+    // registered with its own reactor): a connection is served where it was accepted,
+    // never handed across threads, and whichever loop is free first takes it.
     let tracker = TaskTracker::new();
-    loop {
-        let now_max = current.load().service.maxconn;
-        if now_max != maxconn {
-            (maxconn, conn_limit) = (now_max, limit(now_max));
+    let loops = super::shards::loops();
+    if loops.is_empty() {
+        accept_loop(
+            listener,
+            current,
+            inherit_nodelay,
+            tracker.clone(),
+            shutdown,
+        )
+        .await;
+    } else {
+        let mut accepting = Vec::with_capacity(loops.len());
+        for handle in &loops[1..] {
+            let dup = listener.try_clone().map_err(&lerr)?;
+            accepting.push(handle.spawn(accept_loop(
+                dup,
+                current.clone(),
+                inherit_nodelay,
+                tracker.clone(),
+                shutdown.clone(),
+            )));
         }
+        accepting.push(loops[0].spawn(accept_loop(
+            listener,
+            current,
+            inherit_nodelay,
+            tracker.clone(),
+            shutdown,
+        )));
+        for a in accepting {
+            let _ = a.await;
+        }
+    }
+    tracker.close();
+    let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
+    Ok(())
+}
+
+/// One event loop's accepting: takes connections from `listener` and serves each on
+/// this loop, until `shutdown`. Returns having closed its descriptor.
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    current: Arc<arc_swap::ArcSwap<Proxy>>,
+    inherit_nodelay: bool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    // SAFETY: the listener owns its descriptor, which stays open and unchanged while the
+    // AsyncFd (which owns the listener) lives.
+    let listener = match unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(listener, tokio::io::Interest::READABLE)
+    } {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(service = %current.load().service.name, error = %e, "listener unusable on this event loop");
+            return;
+        }
+    };
+    loop {
+        // A connection first, then a `maxconn` permit: a loop waiting with a permit in
+        // hand would hold it against the connections the other loops could take.
+        let mut ready = tokio::select! {
+            r = listener.readable() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(service = %current.load().service.name, error = %e, "listener failed");
+                    return;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
         // HAProxy's frontend maxconn: beyond it, connections wait in the kernel backlog.
-        let permit = match &conn_limit {
+        let limit = current.load().conn_limit.clone();
+        let permit = match limit {
             None => None,
             Some(sem) => tokio::select! {
-                p = sem.clone().acquire_owned() => match p {
+                p = sem.acquire_owned() => match p {
                     Ok(p) => Some(p),
-                    Err(_) => break,
+                    Err(_) => return,
                 },
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled() => return,
             },
         };
-        let accepted = tokio::select! {
-            r = accept_unregistered(&listener) => r,
-            _ = shutdown.cancelled() => break,
+        // Another loop may have taken it meanwhile: WouldBlock, and the permit goes back.
+        let Ok(accepted) = ready.try_io(|l| accept_nonblocking(l.get_ref())) else {
+            continue;
         };
+        drop(ready);
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
@@ -230,48 +293,13 @@ pub async fn serve_farms(
         if !inherit_nodelay {
             let _ = stream.set_nodelay(true);
         }
-        // The connection lives on one per-core event loop (see `shards`).
         let (current, shutdown) = (current.clone(), shutdown.clone());
-        match (super::shards::next(), Ok::<_, io::Error>(stream)) {
-            (Some(loop_), Ok(std)) => {
-                tracker.spawn_on(
-                    async move {
-                        if let Ok(stream) = TcpStream::from_std(std) {
-                            handle_connection(current, stream, peer, permit, shutdown).await;
-                        }
-                    },
-                    loop_,
-                );
+        tracker.spawn(async move {
+            match TcpStream::from_std(stream) {
+                Ok(stream) => handle_connection(current, stream, peer, permit, shutdown).await,
+                Err(e) => tracing::debug!(%peer, error = %e, "accepted connection unusable"),
             }
-            (None, Ok(std)) => {
-                tracker.spawn(async move {
-                    if let Ok(stream) = TcpStream::from_std(std) {
-                        handle_connection(current, stream, peer, permit, shutdown).await;
-                    }
-                });
-            }
-            (_, Err(e)) => {
-                tracing::debug!(%peer, error = %e, "accepted connection unusable");
-            }
-        }
-    }
-    drop(listener);
-    tracker.close();
-    let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
-    Ok(())
-}
-
-/// Accepts one connection without registering it with this runtime's reactor: the
-/// event loop that serves it registers it (registering it here too, then moving it,
-/// cost an epoll_ctl ADD and DEL more per connection).
-async fn accept_unregistered(
-    l: &tokio::io::unix::AsyncFd<std::net::TcpListener>,
-) -> io::Result<(std::net::TcpStream, SocketAddr)> {
-    loop {
-        let mut ready = l.readable().await?;
-        if let Ok(r) = ready.try_io(|l| accept_nonblocking(l.get_ref())) {
-            return r;
-        }
+        });
     }
 }
 
@@ -484,6 +512,9 @@ struct Proxy {
     balancer: Balancer,
     pools: Vec<Arc<Pool>>,
     slots: Vec<Option<Arc<Semaphore>>>,
+    /// The service's `maxconn` (frontend), shared by every event loop's accepting; a
+    /// reload that keeps the figure keeps the semaphore (and the connections it counts).
+    conn_limit: Option<Arc<Semaphore>>,
     sink: Arc<dyn AccessLogSink>,
     /// Client connection settings, built once per service (not per connection: they
     /// are sizeable, and each connection's future borrows them instead of holding them).
@@ -563,6 +594,8 @@ impl Proxy {
                 .iter()
                 .map(|s| (s.maxconn > 0).then(|| Arc::new(Semaphore::new(s.maxconn as usize))))
                 .collect(),
+            conn_limit: (service.maxconn > 0)
+                .then(|| Arc::new(Semaphore::new(service.maxconn as usize))),
             service,
             states,
             stats,
@@ -574,6 +607,9 @@ impl Proxy {
     /// pool of idle connections, and their `maxconn` slots when that is unchanged too.
     fn next(prev: &Proxy, farm: Farm, sink: Arc<dyn AccessLogSink>) -> Self {
         let mut p = Proxy::new(farm.service, farm.states, farm.stats, sink);
+        if prev.service.maxconn == p.service.maxconn {
+            p.conn_limit = prev.conn_limit.clone();
+        }
         for (i, s) in p.service.servers.iter().enumerate() {
             let Some(j) = prev.service.servers.iter().position(|o| o.addr == s.addr) else {
                 continue;

@@ -1,14 +1,12 @@
 //! Per-core event loops for client connections, as HAProxy runs one thread per core
-//! (`nbthread`): each accepted connection is handed to one loop, a current-thread tokio
-//! runtime on its own thread, where it stays with everything it starts (its server
-//! connections, timers, tunnels). A request then never crosses threads: on the
-//! work-stealing runtime the client and server connection tasks of one request
-//! woke each other across workers, and each wake of a parked worker is a futex call.
+//! (`nbthread`): every loop, a current-thread tokio runtime on its own thread, accepts
+//! on each service's listener and keeps what it accepts with everything it starts (its
+//! server connections, timers, tunnels). A request then never crosses threads: on the
+//! work-stealing runtime the client and server connection tasks of one request woke
+//! each other across workers, and each wake of a parked worker is a futex call; handing
+//! accepted connections from one accepting thread to the loops cost a wake-up each.
 
-use std::sync::{
-    atomic::{AtomicUsize, Ordering::Relaxed},
-    OnceLock,
-};
+use std::sync::OnceLock;
 use tokio::runtime::Handle;
 
 /// Most loops started, whatever the core count.
@@ -22,7 +20,6 @@ pub const MAX_SHARDS: usize = 64;
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 static SHARDS: OnceLock<Vec<Handle>> = OnceLock::new();
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     /// The index of the loop this thread runs, if it is one.
@@ -31,7 +28,7 @@ thread_local! {
 
 /// The loops, started on first use: one per available core. Empty if none could be
 /// started (connections then stay on the caller's runtime).
-fn shards() -> &'static [Handle] {
+pub fn loops() -> &'static [Handle] {
     SHARDS.get_or_init(|| {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -73,21 +70,15 @@ fn start(i: usize) -> Option<Handle> {
     rx.recv().ok()
 }
 
-/// The loop for the next connection (round robin), or `None` to stay where we are.
-pub fn next() -> Option<&'static Handle> {
-    let s = shards();
-    (!s.is_empty()).then(|| &s[NEXT.fetch_add(1, Relaxed) % s.len()])
-}
-
 /// Number of per-loop slots a structure shared by all loops needs: one per loop, plus
 /// one for every other thread.
 pub fn slots() -> usize {
-    shards().len() + 1
+    loops().len() + 1
 }
 
 /// This thread's slot in such a structure (see [`slots`]).
 pub fn slot() -> usize {
-    INDEX.with(|c| c.get()).unwrap_or(shards().len())
+    INDEX.with(|c| c.get()).unwrap_or(loops().len())
 }
 
 #[cfg(test)]
@@ -100,8 +91,7 @@ mod tests {
         assert_eq!(slots(), cores.min(MAX_SHARDS) + 1);
         assert_eq!(slot(), slots() - 1, "a test thread is no loop");
         let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..2 * cores {
-            let h = next().expect("loops started");
+        for h in loops() {
             let (idx, name) = h
                 .spawn(async { (slot(), std::thread::current().name().map(String::from)) })
                 .await
@@ -109,6 +99,6 @@ mod tests {
             assert!(name.is_some_and(|n| n == format!("lb-http-{idx}")));
             seen.insert(idx);
         }
-        assert_eq!(seen.len(), cores.min(MAX_SHARDS));
+        assert_eq!(seen.len(), cores.min(MAX_SHARDS), "one thread per loop");
     }
 }
