@@ -6,8 +6,9 @@ set -euo pipefail
 
 # Debian packages: the BPF toolchain (TOOLCHAIN.md §1), tools the tests drive, peers the
 # tests and benchmarks compare against, headless Chromium for the stats page screenshot.
+# gcc and make build jemalloc, the daemon's allocator (tikv-jemalloc-sys).
 PACKAGES=(
-  rustc-web cargo-web libstd-rust-web-dev-bpf
+  rustc-web cargo-web libstd-rust-web-dev-bpf gcc make
   llvm-22-dev libpolly-22-dev libclang-22-dev clang-22
   bpftool iproute2 ethtool nftables curl procps psmisc
   haproxy keepalived nginx-light wrk nghttp2-client
