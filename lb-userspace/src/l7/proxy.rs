@@ -1492,7 +1492,7 @@ impl Pool {
         closing: bool,
     ) -> Result<(SendRequest<RequestBody>, ServerConn), ConnectError> {
         let addr = self.addr;
-        let stream = match tokio::time::timeout(t.connect, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(t.connect, connect(addr)).await {
             Err(_) => {
                 return Err(ConnectError::Timeout {
                     addr,
@@ -1502,7 +1502,6 @@ impl Pool {
             Ok(Err(source)) => return Err(ConnectError::Io { addr, source }),
             Ok(Ok(s)) => s,
         };
-        let _ = stream.set_nodelay(true);
         let io = DeadlineIo::new(Arc::new(stream), Some(t.server));
         let io = TokioIo::new(if closing { io.closing() } else { io });
         hyper::client::conn::http1::Builder::new()
@@ -1523,6 +1522,35 @@ impl Pool {
             idle.push(sender);
         }
     }
+}
+
+/// A non-blocking connect(2) to a server, with TCP_NODELAY set. Its outcome is read
+/// from the readiness event: a refused or reset connect raises EPOLLERR/EPOLLHUP, and
+/// only then is SO_ERROR fetched (tokio's `TcpStream::connect` asks for it on every
+/// connection: a getsockopt(2) per `httpclose` request).
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    sock.set_tcp_nodelay(true)?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(sock.into())?;
+    let ready = stream
+        .ready(tokio::io::Interest::WRITABLE | tokio::io::Interest::ERROR)
+        .await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream
+            .take_error()?
+            .unwrap_or_else(|| io::ErrorKind::ConnectionRefused.into()));
+    }
+    Ok(stream)
 }
 
 /// The client's request body on its way to the server, counted into `bytes_in`.
