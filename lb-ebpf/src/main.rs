@@ -128,14 +128,16 @@ fn inline_meta(info: &VipAddrInfo, port: u16, proto: u8) -> Option<&VipMeta> {
 
 /// Handles a TCP/UDP packet whose destination passed the VIP filter.
 ///
-/// The established path first: a conntrack entry names its VIP by reference, so the VIP's
-/// meta comes from an array (no hash lookup) and is trusted only if the reference still
-/// matches. Anything else (no entry, a stale reference, a backend gone, an idle timeout,
+/// The established path first (TCP SYNs skip it): a conntrack entry names its VIP by
+/// reference, so the VIP's meta comes from an array (no hash lookup) and is trusted only
+/// if the reference still matches. Anything else (no entry, a stale reference, a backend gone, an idle timeout,
 /// a `pass` VIP) takes the full path: the VIP address maps, then a Maglev pick.
 #[inline(always)]
 fn serve<K: Key>(ctx: &XdpContext, flow: &Flow<K>) -> Result<u32, ()> {
     let k = &flow.key;
-    let ct = k.lookup();
+    // A SYN skips the lookup: it starts a new connection, so whatever entry the 5-tuple
+    // had is replaced by this pick (a cold bucket walk less per connection).
+    let ct = if flow.syn { None } else { k.lookup() };
     if let Some(st) = ct {
         // SAFETY: map value pointer, valid for this run; racing writers touch whole
         // u64/u32 fields.

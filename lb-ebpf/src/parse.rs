@@ -73,6 +73,30 @@ pub struct Ports {
     pub dst: u16,
 }
 
+/// The TCP header up to its flags byte.
+#[repr(C)]
+pub struct TcpToFlags {
+    ports: Ports,
+    seq: u32,
+    ack: u32,
+    data_off: u8,
+    flags: u8,
+}
+
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
+/// Whether the TCP segment at `offset` opens a connection (SYN without ACK). A header too
+/// short to tell counts as no: the packet then takes the conntrack lookup like any other.
+#[inline(always)]
+fn is_syn(ctx: &XdpContext, offset: usize) -> bool {
+    match ptr_at::<TcpToFlags>(ctx, offset) {
+        // SAFETY: bounds checked by ptr_at.
+        Some(t) => unsafe { (*t).flags & (TCP_SYN | TCP_ACK) == TCP_SYN },
+        None => false,
+    }
+}
+
 /// Returns a pointer to a `T` at `offset` bytes into the packet, or `None` when the packet
 /// is too short. The only way this program touches packet bytes.
 #[inline(always)]
@@ -169,6 +193,9 @@ pub struct Flow<K> {
     pub ip_len: u16,
     /// IPv4 TOS / IPv6 traffic class, copied to the outer header.
     pub tos: u8,
+    /// A TCP SYN: a new connection, whose conntrack entry (if the 5-tuple had one) is
+    /// replaced without being looked up first, as Katran does.
+    pub syn: bool,
 }
 
 /// Checks an IPv4 packet to a VIP address and extracts its flow.
@@ -211,6 +238,7 @@ pub fn flow_v4(ctx: &XdpContext, ip: &Ipv4Hdr) -> L4<FlowKeyV4> {
         },
         ip_len: tot_len,
         tos: ip.tos,
+        syn: proto == PROTO_TCP && is_syn(ctx, ETH_LEN + size_of::<Ipv4Hdr>()),
     })
 }
 
@@ -251,5 +279,6 @@ pub fn flow_v6(ctx: &XdpContext, ip: &Ipv6Hdr) -> L4<FlowKey> {
         },
         ip_len: payload_len,
         tos: ((u32::from_be(ip.vtcfl) >> 20) & 0xff) as u8,
+        syn: proto == PROTO_TCP && is_syn(ctx, ETH_LEN + size_of::<Ipv6Hdr>()),
     })
 }

@@ -725,6 +725,35 @@ fn conntrack_survives_table_changes() {
         moved_new > 0,
         "the added backend got the re-picked flows' share"
     );
+    // A SYN opens a new connection: it follows the new table without consulting the entry
+    // its 5-tuple had (Katran's rule: one conntrack lookup less per connection), and the
+    // entry is replaced by the new pick.
+    let mut reopened = 0;
+    for (i, &(src, sport)) in flows.iter().enumerate() {
+        let want = f.predict("dsr4", sa(src, sport), 6);
+        if owner[i] == removed || want == owner[i] {
+            continue;
+        }
+        let syn = tcp4(src, sport, [198, 18, 0, 100], 80, true);
+        let r = f.run(&syn);
+        assert_eq!(
+            check_dsr(&syn, &r.output, &all),
+            want,
+            "a new SYN of flow {i}'s 5-tuple follows the new table"
+        );
+        let ack = tcp4(src, sport, [198, 18, 0, 100], 80, false);
+        let r = f.run(&ack);
+        assert_eq!(
+            check_dsr(&ack, &r.output, &all),
+            want,
+            "flow {i}'s entry now holds the SYN's pick"
+        );
+        reopened += 1;
+    }
+    assert!(
+        reopened > 0,
+        "some kept flows' 5-tuples map elsewhere in the new table"
+    );
 }
 
 /// Draining (weight 0): established flows stay on the backend, new flows never reach it.
