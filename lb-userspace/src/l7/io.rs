@@ -30,10 +30,37 @@ pub struct DeadlineIo {
     last_progress: tokio::time::Instant,
     scan: Option<Arc<HeadScan>>,
     /// HAProxy's error page being written in place of hyper's own bare error response,
-    /// and how much of it is out (see [`HeadScan::error_page`]).
-    replacing: Option<(Vec<u8>, usize)>,
+    /// and how much of it is out (see [`HeadScan::error_page`]). Boxed, as rare as
+    /// [`Held`] bytes: every connection carries only a pointer for them.
+    replacing: Option<Box<(Vec<u8>, usize)>>,
     /// The connection is closed as soon as it is shut down (see [`DeadlineIo::closing`]).
     close_only: bool,
+    /// A client connection whose bytes so far are a strict prefix of the HTTP/2
+    /// preface (none read yet counts): reads still hold them back (see [`Held`]).
+    /// Cleared for good at the first mismatch, complete preface or EOF.
+    preface_open: bool,
+    /// Bytes held back while they could be the start of an HTTP/2 preface, then until
+    /// the caller has taken them all. Boxed: almost every connection never has any.
+    held: Option<Box<Held>>,
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4) a prior-knowledge (h2c) client
+/// starts with.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The first bytes of a client connection, held back while they are a strict prefix of
+/// [`H2_PREFACE`]: hyper's HTTP/1 parser recognises the preface (and hands the
+/// connection over to HTTP/2) only when all 24 bytes are in its buffer at once; a part
+/// of it is an HTTP/1 request line with version 2.0, answered 505. So a client that
+/// sends the preface in pieces (allowed: TCP has no message boundaries) is served as
+/// HAProxy does only if hyper sees the pieces together.
+#[derive(Debug)]
+struct Held {
+    bytes: [u8; H2_PREFACE.len()],
+    /// How many of `bytes` were read from the socket.
+    len: usize,
+    /// How many of those the caller has taken (once the preface question is settled).
+    out: usize,
 }
 
 impl DeadlineIo {
@@ -47,6 +74,8 @@ impl DeadlineIo {
             scan: None,
             replacing: None,
             close_only: false,
+            preface_open: false,
+            held: None,
         }
     }
 
@@ -67,9 +96,12 @@ impl DeadlineIo {
         self.close_only || self.scan.as_ref().is_some_and(|s| !s.in_tunnel())
     }
 
-    /// Also feeds every byte read to `scan` while it looks for a request head.
+    /// For a client connection: also feeds every byte read to `scan` while it looks for
+    /// a request head, and holds back the first bytes while they are an incomplete
+    /// HTTP/2 preface (see [`Held`]).
     pub fn with_scan(mut self, scan: Arc<HeadScan>) -> Self {
         self.scan = Some(scan);
+        self.preface_open = true;
         self
     }
 
@@ -122,11 +154,11 @@ impl DeadlineIo {
     ) -> Option<Poll<io::Result<usize>>> {
         if self.replacing.is_none() {
             let page = self.scan.as_ref()?.error_page(bufs)?;
-            self.replacing = Some((page, 0));
+            self.replacing = Some(Box::new((page, 0)));
         }
         let total = bufs.iter().map(|b| b.len()).sum();
         loop {
-            let (page, off) = self.replacing.as_mut()?;
+            let (page, off) = &mut **self.replacing.as_mut()?;
             if *off >= page.len() {
                 // Anything hyper writes after its error head (nothing, normally) is
                 // dropped: the connection closes.
@@ -191,6 +223,90 @@ fn recv_uninit(stream: &TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     Ok(n)
 }
 
+impl DeadlineIo {
+    /// One recv(2) into `buf` once the socket is readable; waits (with the inactivity
+    /// timer, unless the client awaits its response) while it is not.
+    fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match recv_uninit(&self.stream, buf) {
+                    Ok(n) => return Poll::Ready(Ok(n)),
+                    // Readiness was cleared by try_read; poll again to register.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Poll::Ready(Err(e)),
+                },
+                Poll::Pending => {
+                    if self.scan.as_ref().is_some_and(|s| s.awaiting()) {
+                        // The client is not expected to send anything while its request
+                        // is with the server: `timeout server` governs that wait. The
+                        // timer restarts in full once the response is done.
+                        self.timer = None;
+                        return Poll::Pending;
+                    }
+                    let err = ready!(self.wait(cx));
+                    return Poll::Ready(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Bytes just read from the socket: fed to the head scanner (once, on arrival) and
+    /// counted as progress.
+    fn arrived(&mut self, bytes: &[u8]) {
+        if let Some(scan) = &self.scan {
+            scan.feed(bytes);
+        }
+        self.progress();
+    }
+
+    /// Reads while the held bytes are still an incomplete preface, into the held buffer
+    /// (never more than the preface's length in all, so nothing read has to be kept
+    /// beyond it), then hands them to the caller, as many as `buf` has room for.
+    /// Nothing is put into `buf` before the question is settled, so a Pending loses
+    /// nothing.
+    fn poll_read_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        held: &mut Held,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.preface_open {
+            let len = held.len;
+            let n = ready!(self.poll_recv(cx, &mut ReadBuf::new(&mut held.bytes[len..])))?;
+            held.len += n;
+            let new = &held.bytes[len..held.len];
+            self.arrived(new);
+            if n == 0 || new != &H2_PREFACE[len..held.len] || held.len == H2_PREFACE.len() {
+                // EOF, an HTTP/1 request, or the whole preface: hyper can tell now.
+                self.preface_open = false;
+            }
+        }
+        let k = (held.len - held.out).min(buf.remaining());
+        buf.put_slice(&held.bytes[held.out..held.out + k]);
+        held.out += k;
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`DeadlineIo::poll_read_held`], keeping the held bytes until all are taken.
+    fn poll_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut held: Box<Held>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let r = self.poll_read_held(cx, &mut held, buf);
+        if held.out < held.len {
+            self.held = Some(held);
+        }
+        r
+    }
+}
+
 impl AsyncRead for DeadlineIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -198,35 +314,35 @@ impl AsyncRead for DeadlineIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        loop {
-            match this.stream.poll_read_ready(cx) {
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => match recv_uninit(&this.stream, buf) {
-                    Ok(n) => {
-                        if let Some(scan) = &this.scan {
-                            let filled = buf.filled();
-                            scan.feed(&filled[filled.len() - n..]);
-                        }
-                        this.progress();
-                        return Poll::Ready(Ok(()));
-                    }
-                    // Readiness was cleared by try_read; poll again to register.
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Poll::Ready(Err(e)),
-                },
-                Poll::Pending => {
-                    if this.scan.as_ref().is_some_and(|s| s.awaiting()) {
-                        // The client is not expected to send anything while its request
-                        // is with the server: `timeout server` governs that wait. The
-                        // timer restarts in full once the response is done.
-                        this.timer = None;
-                        return Poll::Pending;
-                    }
-                    let err = ready!(this.wait(cx));
-                    return Poll::Ready(Err(err));
-                }
+        if let Some(held) = this.held.take() {
+            return this.poll_held(cx, held, buf);
+        }
+        if this.preface_open && buf.remaining() == 0 {
+            // Nothing can be read: a zero-byte recv would look like EOF.
+            return Poll::Ready(Ok(()));
+        }
+        let start = buf.filled().len();
+        let n = ready!(this.poll_recv(cx, buf))?;
+        this.arrived(&buf.filled()[start..]);
+        if this.preface_open {
+            // The first read of a client connection: straight into the caller's buffer
+            // like any other; only when it is a strict prefix of the HTTP/2 preface are
+            // its bytes taken back and held until the rest settles it.
+            let new = &buf.filled()[start..];
+            if n == 0 || n >= H2_PREFACE.len() || new != &H2_PREFACE[..n] {
+                this.preface_open = false;
+            } else {
+                let mut held = Box::new(Held {
+                    bytes: [0; H2_PREFACE.len()],
+                    len: n,
+                    out: 0,
+                });
+                held.bytes[..n].copy_from_slice(new);
+                buf.set_filled(start);
+                return this.poll_held(cx, held, buf);
             }
         }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -587,6 +703,259 @@ mod tests {
             drop(io);
             assert!(eof_within(&mut peer, 2000).await);
         }
+    }
+
+    /// A client connection as the proxy makes it (`with_scan`) and its peer, which
+    /// sends segments as soon as they are written.
+    async fn client_pair(idle: Option<Duration>) -> (DeadlineIo, Arc<HeadScan>, TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let peer = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        peer.set_nodelay(true).expect("nodelay");
+        let (c, _) = l.accept().await.expect("accept");
+        let scan = Arc::new(HeadScan::default());
+        let io = DeadlineIo::new(Arc::new(c), idle).with_scan(scan.clone());
+        (io, scan, peer)
+    }
+
+    /// Writes `pieces` one by one with `pause` between them, then (if `eof`) shuts the
+    /// write side, while `io` is read with reads of at most `room` bytes until EOF or
+    /// `want` bytes: what each read returned.
+    async fn read_pieces(
+        io: &mut DeadlineIo,
+        mut peer: TcpStream,
+        pieces: Vec<Vec<u8>>,
+        pause: Duration,
+        eof: bool,
+        room: usize,
+        want: usize,
+    ) -> (io::Result<()>, Vec<Vec<u8>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let writer = tokio::spawn(async move {
+            for (i, p) in pieces.iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(pause).await;
+                }
+                peer.write_all(p).await.expect("write");
+            }
+            if eof {
+                peer.shutdown().await.expect("shutdown");
+            }
+            // Kept open (no EOF) until the reader is done.
+            peer
+        });
+        let mut reads = Vec::new();
+        let mut got = 0;
+        let mut buf = vec![0u8; room];
+        let res = loop {
+            if got >= want {
+                break Ok(());
+            }
+            let r = tokio::time::timeout(Duration::from_secs(5), io.read(&mut buf)).await;
+            match r.expect("read in time") {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    got += n;
+                    reads.push(buf[..n].to_vec());
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(writer.await.expect("writer"));
+        (res, reads)
+    }
+
+    fn pieces_of(bytes: &[u8], sizes: &[usize]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        for &n in sizes {
+            let (a, b) = rest.split_at(n.min(rest.len()));
+            out.push(a.to_vec());
+            rest = b;
+        }
+        if !rest.is_empty() {
+            out.push(rest.to_vec());
+        }
+        out
+    }
+
+    /// An empty SETTINGS frame: what an HTTP/2 client sends right after its preface.
+    const SETTINGS: &[u8] = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+    #[tokio::test]
+    async fn preface_in_pieces_reaches_the_reader_whole() {
+        let mut stream = H2_PREFACE.to_vec();
+        stream.extend_from_slice(SETTINGS);
+        let ones = vec![1; H2_PREFACE.len()];
+        let threes = vec![3; H2_PREFACE.len() / 3];
+        for sizes in [
+            &ones[..],
+            &threes[..],
+            &[16, 8][..],
+            &[16][..],
+            &[2, 30][..],
+        ] {
+            let (mut io, scan, peer) = client_pair(Some(Duration::from_secs(5))).await;
+            let pieces = pieces_of(&stream, sizes);
+            let pause = Duration::from_millis(if sizes.len() > 10 { 5 } else { 30 });
+            let (res, reads) =
+                read_pieces(&mut io, peer, pieces, pause, false, 4096, stream.len()).await;
+            res.expect("read");
+            // The first read returns the whole preface (hyper's HTTP/1 parser tells
+            // it from a request only then), then everything in order.
+            assert!(reads[0].len() >= H2_PREFACE.len(), "{sizes:?}: {reads:?}");
+            assert_eq!(reads.concat(), stream, "{sizes:?}");
+            assert!(io.held.is_none() && !io.preface_open);
+            // Fed once to the head scanner, which then stands aside.
+            assert!(scan.lock().disabled);
+        }
+    }
+
+    #[tokio::test]
+    async fn http1_and_diverging_pri_pass_through_unchanged() {
+        let cases: [(&[u8], &[usize]); 5] = [
+            (b"POST / HTTP/1.1\r\nHost: x\r\n", &[1, 2]),
+            (b"PUT /a HTTP/1.1\r\nHost: x\r\n", &[1, 1, 1]),
+            (b"PRI / HTTP/1.1\r\nHost: x\r\n", &[4, 1]),
+            (b"PRI * HTTP/2.0\r\nHost: x\r\n", &[16, 5]),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n", &[]),
+        ];
+        for (stream, sizes) in cases {
+            let (mut io, scan, peer) = client_pair(Some(Duration::from_secs(5))).await;
+            let pieces = pieces_of(stream, sizes);
+            let (res, reads) = read_pieces(
+                &mut io,
+                peer,
+                pieces,
+                Duration::from_millis(30),
+                false,
+                4096,
+                stream.len(),
+            )
+            .await;
+            res.expect("read");
+            assert_eq!(reads.concat(), stream, "{reads:?}");
+            assert!(io.held.is_none() && !io.preface_open);
+            if sizes.is_empty() {
+                // One segment: one read straight into the caller's buffer.
+                assert_eq!(reads.len(), 1);
+            }
+            if !stream.starts_with(b"PRI * HTTP/2.0") {
+                // Each byte fed to the head scanner exactly once.
+                assert_eq!(scan.lock().buf, stream);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn eof_inside_a_held_preface_yields_the_bytes_then_eof() {
+        let (mut io, _scan, peer) = client_pair(Some(Duration::from_secs(5))).await;
+        let pieces = pieces_of(&H2_PREFACE[..10], &[3, 4]);
+        let (res, reads) = read_pieces(
+            &mut io,
+            peer,
+            pieces,
+            Duration::from_millis(30),
+            true,
+            4096,
+            usize::MAX,
+        )
+        .await;
+        res.expect("read");
+        assert_eq!(reads, vec![H2_PREFACE[..10].to_vec()]);
+        // EOF again on the next read, as from a socket.
+        let mut b = [0u8; 8];
+        assert_eq!(
+            tokio::io::AsyncReadExt::read(&mut io, &mut b).await.ok(),
+            Some(0)
+        );
+    }
+
+    #[tokio::test]
+    async fn small_reads_lose_and_reorder_nothing() {
+        let mut stream = H2_PREFACE.to_vec();
+        stream.extend_from_slice(SETTINGS);
+        for (stream, sizes) in [
+            (stream.clone(), &[1, 1, 1, 5, 3][..]),
+            (stream.clone(), &[16, 8][..]),
+            (stream.clone(), &[][..]),
+            (b"PRI / HTTP/1.1\r\nHost: x\r\n".to_vec(), &[2, 3][..]),
+        ] {
+            for room in [1, 2, 5, 7] {
+                let (mut io, _scan, peer) = client_pair(Some(Duration::from_secs(5))).await;
+                let pieces = pieces_of(&stream, sizes);
+                let (res, reads) = read_pieces(
+                    &mut io,
+                    peer,
+                    pieces,
+                    Duration::from_millis(10),
+                    false,
+                    room,
+                    stream.len(),
+                )
+                .await;
+                res.expect("read");
+                assert_eq!(reads.concat(), stream, "room {room}, {sizes:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn held_preface_bytes_are_progress_for_the_inactivity_timeout() {
+        // 12 pieces 60 ms apart: 660 ms in all, longer than the 300 ms timeout, but
+        // never 300 ms without a byte.
+        let (mut io, _scan, peer) = client_pair(Some(Duration::from_millis(300))).await;
+        let pieces = pieces_of(H2_PREFACE, &[2; 12]);
+        let (res, reads) = read_pieces(
+            &mut io,
+            peer,
+            pieces,
+            Duration::from_millis(60),
+            false,
+            4096,
+            H2_PREFACE.len(),
+        )
+        .await;
+        res.expect("no timeout");
+        assert_eq!(reads, vec![H2_PREFACE.to_vec()]);
+        // A stall inside the preface still times out.
+        let (mut io, _scan, peer) = client_pair(Some(Duration::from_millis(100))).await;
+        let pieces = vec![H2_PREFACE[..5].to_vec(), H2_PREFACE[5..].to_vec()];
+        let (res, _) = read_pieces(
+            &mut io,
+            peer,
+            pieces,
+            Duration::from_millis(600),
+            false,
+            4096,
+            H2_PREFACE.len(),
+        )
+        .await;
+        assert_eq!(res.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+    }
+
+    #[tokio::test]
+    async fn server_connections_are_not_held_back() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mut peer = TcpStream::connect(l.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (c, _) = l.accept().await.expect("accept");
+        let mut io = DeadlineIo::new(Arc::new(c), None);
+        tokio::io::AsyncWriteExt::write_all(&mut peer, b"PRI")
+            .await
+            .expect("write");
+        let mut b = [0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut io, &mut b)
+            .await
+            .expect("read");
+        assert_eq!(&b[..n], b"PRI");
+        assert!(io.held.is_none());
     }
 
     #[test]

@@ -665,6 +665,110 @@ async fn h2c_prior_knowledge() {
     assert!(body.contains(&format!("host: {}\n", p.addr)), "{body}");
 }
 
+/// A client stream whose first write sends only 16 bytes, and whose next write waits
+/// `pause` first: an HTTP/2 client's preface arrives in two segments.
+struct SplitFirstWrite {
+    inner: TcpStream,
+    /// 0: the first write is still to come; 1: the pause is still to come; 2: plain.
+    stage: u8,
+    pause: Duration,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl tokio::io::AsyncRead for SplitFirstWrite {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SplitFirstWrite {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::future::Future;
+        let this = &mut *self;
+        match this.stage {
+            0 => {
+                let n = data.len().min(16);
+                let r = std::pin::Pin::new(&mut this.inner).poll_write(cx, &data[..n]);
+                if matches!(r, std::task::Poll::Ready(Ok(_))) {
+                    this.stage = 1;
+                }
+                r
+            }
+            1 => {
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.pause)));
+                std::task::ready!(sleep.as_mut().poll(cx));
+                this.stage = 2;
+                std::pin::Pin::new(&mut this.inner).poll_write(cx, data)
+            }
+            _ => std::pin::Pin::new(&mut this.inner).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A prior-knowledge HTTP/2 client whose preface comes in two segments 50 ms apart
+/// ("PRI * HTTP/2.0\r\n", then the rest) is served over HTTP/2 as HAProxy does, not
+/// answered 505 for an HTTP/1 request line with version 2.0.
+#[tokio::test]
+async fn h2c_preface_in_two_pieces() {
+    let p = start(service(two_backends().await));
+    let s = TcpStream::connect(p.addr).await.expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let io = SplitFirstWrite {
+        inner: s,
+        stage: 0,
+        pause: Duration::from_millis(50),
+        sleep: None,
+    };
+    let (mut tx, conn) = tokio::time::timeout(
+        STEP,
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
+    )
+    .await
+    .expect("in time")
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = Request::get(format!("http://{}/", p.addr))
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let r = tokio::time::timeout(STEP, tx.send_request(req))
+        .await
+        .expect("in time")
+        .expect("resp");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), hyper::Version::HTTP_2);
+    let body = r
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    assert!(String::from_utf8_lossy(&body).starts_with("server="));
+}
+
 #[tokio::test]
 async fn request_body_is_forwarded_and_counted() {
     let p = start(service(two_backends().await));
