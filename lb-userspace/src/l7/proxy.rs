@@ -191,8 +191,9 @@ pub async fn serve_farms(
         }
     });
     // Every event loop accepts on the one listening socket (a duplicate descriptor,
-    // registered with its own reactor): a connection is served where it was accepted,
-    // never handed across threads, and whichever loop is free first takes it.
+    // registered with its own reactor): whichever loop is free first takes a connection
+    // and serves it, unless the loops' connection counts are clearly uneven
+    // (`shards::place`).
     let tracker = TaskTracker::new();
     let loops = super::shards::loops();
     if loops.is_empty() {
@@ -294,12 +295,18 @@ async fn accept_loop(
             let _ = stream.set_nodelay(true);
         }
         let (current, shutdown) = (current.clone(), shutdown.clone());
-        tracker.spawn(async move {
+        let (elsewhere, load) = super::shards::place();
+        let serve = async move {
+            let _load = load;
             match TcpStream::from_std(stream) {
                 Ok(stream) => handle_connection(current, stream, peer, permit, shutdown).await,
                 Err(e) => tracing::debug!(%peer, error = %e, "accepted connection unusable"),
             }
-        });
+        };
+        match elsewhere {
+            Some(other_loop) => drop(tracker.spawn_on(serve, other_loop)),
+            None => drop(tracker.spawn(serve)),
+        }
     }
 }
 

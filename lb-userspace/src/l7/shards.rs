@@ -6,7 +6,10 @@
 //! each other across workers, and each wake of a parked worker is a futex call; handing
 //! accepted connections from one accepting thread to the loops cost a wake-up each.
 
-use std::sync::OnceLock;
+use std::sync::{
+    atomic::{AtomicUsize, Ordering::Relaxed},
+    OnceLock,
+};
 use tokio::runtime::Handle;
 
 /// Most loops started, whatever the core count.
@@ -20,6 +23,8 @@ pub const MAX_SHARDS: usize = 64;
 pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
 
 static SHARDS: OnceLock<Vec<Handle>> = OnceLock::new();
+/// Client connections open on each loop (HAProxy's per-thread count), for [`place`].
+static LOADS: [AtomicUsize; MAX_SHARDS] = [const { AtomicUsize::new(0) }; MAX_SHARDS];
 
 thread_local! {
     /// The index of the loop this thread runs, if it is one.
@@ -70,6 +75,55 @@ fn start(i: usize) -> Option<Handle> {
     rx.recv().ok()
 }
 
+/// A client connection counted against the loop that serves it, until dropped.
+#[derive(Debug)]
+pub struct Load(usize);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        LOADS[self.0].fetch_sub(1, Relaxed);
+    }
+}
+
+/// Where a connection just accepted on this thread runs: the loop that accepted it,
+/// unless another loop has clearly fewer connections (by two and a quarter), as
+/// HAProxy's accept dispatch does. Without this, the loop that happens to be awake
+/// takes a whole burst of new connections (wrk's 50 keep-alive connections at once)
+/// and keeps them all. `None`: stay on this loop (or thread, if it is none).
+pub fn place() -> (Option<&'static Handle>, Load) {
+    let all = loops();
+    let here = slot();
+    let (mut best, mut best_load) = (here, usize::MAX);
+    for (i, l) in LOADS.iter().enumerate().take(all.len()) {
+        let l = l.load(Relaxed);
+        if l < best_load {
+            (best, best_load) = (i, l);
+        }
+    }
+    let target = match LOADS.get(here) {
+        Some(mine) if here < all.len() => {
+            let mine = mine.load(Relaxed);
+            if best != here && mine >= best_load + 2 + best_load / 4 {
+                best
+            } else {
+                here
+            }
+        }
+        // Not a loop thread: the least loaded loop.
+        _ => best,
+    };
+    match all.get(target) {
+        Some(h) => {
+            LOADS[target].fetch_add(1, Relaxed);
+            ((target != here).then_some(h), Load(target))
+        }
+        None => {
+            LOADS[0].fetch_add(1, Relaxed);
+            (None, Load(0))
+        }
+    }
+}
+
 /// Number of per-loop slots a structure shared by all loops needs: one per loop, plus
 /// one for every other thread.
 pub fn slots() -> usize {
@@ -100,5 +154,22 @@ mod tests {
             seen.insert(idx);
         }
         assert_eq!(seen.len(), cores.min(MAX_SHARDS), "one thread per loop");
+    }
+
+    #[tokio::test]
+    async fn a_burst_accepted_on_one_loop_is_spread_over_the_others() {
+        let all = loops();
+        if all.len() < 2 {
+            return; // one core: one loop, nothing to spread over
+        }
+        let placed = all[0]
+            .spawn(async { (0..20).map(|_| place()).collect::<Vec<_>>() })
+            .await
+            .expect("ran");
+        let moved = placed.iter().filter(|(h, _)| h.is_some()).count();
+        assert!(
+            (5..=15).contains(&moved),
+            "{moved} of 20 connections accepted on loop 0 placed on another loop"
+        );
     }
 }
