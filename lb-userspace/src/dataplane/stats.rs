@@ -95,7 +95,7 @@ impl XdpReader {
     }
 
     /// The current figures of `vips` and `backends` (addresses), summed over CPUs;
-    /// `conntrack` also counts the conntrack entries (one syscall per entry).
+    /// `conntrack` also counts the conntrack entries (in batches of thousands).
     pub fn read(
         &mut self,
         vips: &[lb_common::vip::VipKey],
@@ -143,9 +143,21 @@ impl XdpReader {
         }
         out.drops = sum_drops(&self.drops).map_err(super::map_err(names::DROPS))?;
         if conntrack {
-            out.conntrack_entries = (self.ct4.keys().filter(Result::is_ok).count()
-                + self.ct6.keys().filter(Result::is_ok).count())
-                as u64;
+            use aya::maps::IterableMap;
+            use lb_common::conntrack::{FlowKey, FlowKeyV4, FlowState};
+            use std::os::fd::AsFd;
+            let count = |m: &MapData, name: &'static str, key: usize| {
+                super::batch::count_hash_entries(m.fd().as_fd(), key, size_of::<FlowState>())
+                    .map_err(|io_error| {
+                        super::map_err(name)(MapError::SyscallError(aya::sys::SyscallError {
+                            call: "bpf_map_lookup_batch",
+                            io_error,
+                        }))
+                    })
+            };
+            let v4 = count(self.ct4.map(), names::CONNTRACK4, size_of::<FlowKeyV4>())?;
+            let v6 = count(self.ct6.map(), names::CONNTRACK, size_of::<FlowKey>())?;
+            out.conntrack_entries = (v4 + v6) as u64;
         }
         Ok(out)
     }
