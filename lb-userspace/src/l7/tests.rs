@@ -642,27 +642,39 @@ async fn maxconn_queue_timeout_is_503() {
 async fn h2c_prior_knowledge() {
     let p = start(service(two_backends().await));
     let s = TcpStream::connect(p.addr).await.expect("connect");
-    let (mut tx, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
-            .await
-            .expect("h2 handshake");
+    let (status, _, body) = h2_get(s, p.addr).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("host: {}\n", p.addr)), "{body}");
+}
+
+/// One GET over prior-knowledge HTTP/2 on `io`: status, version and body.
+async fn h2_get<T>(io: T, addr: SocketAddr) -> (hyper::StatusCode, hyper::Version, String)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut tx, conn) = tokio::time::timeout(
+        STEP,
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
+    )
+    .await
+    .expect("in time")
+    .expect("h2 handshake");
     tokio::spawn(conn);
-    let req = Request::get(format!("http://{}/", p.addr))
+    let req = Request::get(format!("http://{addr}/"))
         .body(Full::new(Bytes::new()))
         .expect("req");
     let r = tokio::time::timeout(STEP, tx.send_request(req))
         .await
         .expect("in time")
         .expect("resp");
-    assert_eq!(r.status(), 200);
+    let (status, version) = (r.status(), r.version());
     let body = r
         .into_body()
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let body = String::from_utf8_lossy(&body);
-    assert!(body.contains(&format!("host: {}\n", p.addr)), "{body}");
+    (status, version, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A client stream whose first write sends only 16 bytes, and whose next write waits
@@ -743,30 +755,10 @@ async fn h2c_preface_in_two_pieces() {
         pause: Duration::from_millis(50),
         sleep: None,
     };
-    let (mut tx, conn) = tokio::time::timeout(
-        STEP,
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io)),
-    )
-    .await
-    .expect("in time")
-    .expect("h2 handshake");
-    tokio::spawn(conn);
-    let req = Request::get(format!("http://{}/", p.addr))
-        .body(Full::new(Bytes::new()))
-        .expect("req");
-    let r = tokio::time::timeout(STEP, tx.send_request(req))
-        .await
-        .expect("in time")
-        .expect("resp");
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.version(), hyper::Version::HTTP_2);
-    let body = r
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    assert!(String::from_utf8_lossy(&body).starts_with("server="));
+    let (status, version, body) = h2_get(io, p.addr).await;
+    assert_eq!(status, 200);
+    assert_eq!(version, hyper::Version::HTTP_2);
+    assert!(body.starts_with("server="), "{body}");
 }
 
 #[tokio::test]
