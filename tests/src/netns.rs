@@ -497,6 +497,17 @@ impl Netns {
         // From here on Drop removes it, also when the rest of the setup fails.
         let ns = Netns { name };
         ns.link_up("lo")?;
+        // No duplicate address detection on interfaces created or moved here later: while
+        // a link-local address is tentative the kernel sends no neighbour solicitation for
+        // replies from other source addresses (a DSR backend answering from its VIP), so
+        // a test's first IPv6 packets could go unanswered for a second or two. Best effort:
+        // a kernel without IPv6 has no such keys.
+        for key in [
+            "net.ipv6.conf.all.accept_dad",
+            "net.ipv6.conf.default.accept_dad",
+        ] {
+            let _ = ns.sysctl(key, "0");
+        }
         Ok(ns)
     }
 
