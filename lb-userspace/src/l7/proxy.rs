@@ -233,8 +233,9 @@ pub async fn serve_farms(
     Ok(())
 }
 
-/// One event loop's accepting: takes connections from `listener` and serves each on
-/// this loop, until `shutdown`. Returns having closed its descriptor.
+/// One event loop's accepting: takes connections from `listener` until `shutdown` and
+/// serves each on this loop, or on a less loaded one (`shards::place`). Returns having
+/// closed its descriptor.
 async fn accept_loop(
     listener: std::net::TcpListener,
     current: Arc<arc_swap::ArcSwap<Proxy>>,
