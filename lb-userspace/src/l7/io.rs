@@ -79,9 +79,10 @@ impl DeadlineIo {
         }
     }
 
-    /// For a connection that is never upgraded to a tunnel, so that whoever shuts its
-    /// write side (hyper, at the end of the connection) drops it right after: the
-    /// shutdown(2) is left out, close(2) sends the same FIN.
+    /// For a server connection that serves one request and is never upgraded to a
+    /// tunnel, so that whoever shuts its write side (hyper, once the response is read
+    /// through) drops it right after: the shutdown(2) is left out, and close(2) resets
+    /// the connection (see `poll_shutdown`).
     pub fn closing(mut self) -> Self {
         self.close_only = true;
         self
@@ -412,6 +413,16 @@ impl AsyncWrite for DeadlineIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.close_only {
+            // A server connection whose one exchange is complete: hyper shuts it down
+            // only once the response was read through. Closing it with a reset, as
+            // HAProxy does with its server connections, saves the FIN exchange and the
+            // TIME_WAIT socket that either side would keep for a minute (the server's,
+            // as it usually closes first after `Connection: close`). Nothing is lost:
+            // the request was read and the response received.
+            let _ = socket2::SockRef::from(&*self.stream).set_linger(Some(Duration::ZERO));
+            return Poll::Ready(Ok(()));
+        }
         if self.shutdown_is_close() {
             // hyper ends the connection, which is dropped (closed) right after: one
             // syscall per connection saved.
@@ -668,7 +679,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn shutdown_is_left_to_close_except_in_a_tunnel() {
+    async fn shutdown_is_left_to_close_except_in_a_tunnel_and_one_request_servers_are_reset() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -698,10 +709,19 @@ mod tests {
             }
             io.shutdown().await.expect("shutdown");
             // A tunnel's half-close reaches the peer at once; otherwise the FIN
-            // comes with close(2).
+            // comes with close(2), and a one-request server connection is reset.
             assert_eq!(eof_within(&mut peer, 200).await, tunnel);
             drop(io);
-            assert!(eof_within(&mut peer, 2000).await);
+            if closing {
+                let mut b = [0u8; 8];
+                let r = tokio::time::timeout(Duration::from_secs(2), peer.read(&mut b)).await;
+                assert!(
+                    matches!(&r, Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionReset),
+                    "the server saw {r:?}, not a reset"
+                );
+            } else {
+                assert!(eof_within(&mut peer, 2000).await);
+            }
         }
     }
 
