@@ -13,9 +13,10 @@
 //!
 //! Options: `--duration SECS` (default 10), `--connections N` (wrk -c, default 50),
 //! `--idle N` (idle connections for the memory figure, default 5000), `--rounds N`
-//! (default 2: each proxy and mode runs N times, alternating with the other proxy;
-//! the run with the most req/s is shown, so a burst of load from elsewhere on a shared
-//! machine does not decide the comparison).
+//! (default 3: each proxy and mode runs N times, alternating with the other proxy). The
+//! table shows each figure's median over the rounds, and each ratio is the median of the
+//! rounds' paired ratios (lb's run against HAProxy's run next to it in time): a burst of
+//! load from elsewhere on the shared machine moves one round, not the comparison.
 
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
@@ -50,7 +51,7 @@ struct Options {
 
 fn options(args: &[String]) -> Result<Options> {
     let mut o = Options {
-        rounds: 2,
+        rounds: 3,
         duration: 10,
         connections: 50,
         idle: 5000,
@@ -114,8 +115,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         wrk(&lab, pid, ka, 2, 10)?;
         rows.push(Row {
             name,
-            keepalive: Wrk::default(),
-            close: Wrk::default(),
+            keepalive: Vec::new(),
+            close: Vec::new(),
             idle_bytes_per_conn: idle_memory(&lab, pid, ka, opts.idle)?,
         });
     }
@@ -128,13 +129,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 );
                 let to: SocketAddr = format!("{addr}:{port}").parse()?;
                 let w = wrk(&lab, pid, to, opts.duration, opts.connections)?;
-                let best = if port == PORT_KEEPALIVE {
-                    &mut row.keepalive
+                if port == PORT_KEEPALIVE {
+                    row.keepalive.push(w);
                 } else {
-                    &mut row.close
-                };
-                if w.rps > best.rps {
-                    *best = w;
+                    row.close.push(w);
                 }
             }
         }
@@ -147,8 +145,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
 /// One proxy's figures.
 struct Row {
     name: &'static str,
-    keepalive: Wrk,
-    close: Wrk,
+    /// One run per round, in round order.
+    keepalive: Vec<Wrk>,
+    close: Vec<Wrk>,
     idle_bytes_per_conn: f64,
 }
 
@@ -163,10 +162,31 @@ struct Wrk {
     cpu_us_per_req: f64,
 }
 
+/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Reads one figure of a run.
+type Metric = fn(&Wrk) -> f64;
+
+/// A run's figures, for the per-metric medians and ratios.
+const METRICS: [(&str, Metric); 4] = [
+    ("req/s", |w| w.rps),
+    ("p50", |w| w.p50_us),
+    ("p99", |w| w.p99_us),
+    ("CPU/req", |w| w.cpu_us_per_req),
+];
+
 fn print_table(rows: &[Row], o: &Options) {
     println!();
     println!(
-        "HTTP bench: wrk -t2 -c{} -d{}s --latency, best of {} alternating runs, cookie JSESSIONID prefix + forwardfor, 2 nginx backends",
+        "HTTP bench: wrk -t2 -c{} -d{}s --latency, median of {} alternating runs, cookie JSESSIONID prefix + forwardfor, 2 nginx backends",
         o.connections, o.duration, o.rounds
     );
     println!(
@@ -174,17 +194,18 @@ fn print_table(rows: &[Row], o: &Options) {
         "proxy", "mode", "req/s", "p50 ms", "p99 ms", "CPU us/req", "requests", "errors"
     );
     for r in rows {
-        for (mode, w) in [("keepalive", r.keepalive), ("httpclose", r.close)] {
+        for (mode, runs) in [("keepalive", &r.keepalive), ("httpclose", &r.close)] {
+            let m = |f: Metric| median(runs.iter().map(f).collect());
             println!(
                 "{:<10} {:<10} {:>10.0} {:>10.2} {:>10.2} {:>12.1} {:>9} {:>7}",
                 r.name,
                 mode,
-                w.rps,
-                w.p50_us / 1000.0,
-                w.p99_us / 1000.0,
-                w.cpu_us_per_req,
-                w.requests,
-                w.errors
+                m(|w| w.rps),
+                m(|w| w.p50_us) / 1000.0,
+                m(|w| w.p99_us) / 1000.0,
+                m(|w| w.cpu_us_per_req),
+                runs.iter().map(|w| w.requests).sum::<u64>(),
+                runs.iter().map(|w| w.errors).sum::<u64>()
             );
         }
     }
@@ -197,18 +218,23 @@ fn print_table(rows: &[Row], o: &Options) {
         );
     }
     if let [us, them] = rows {
-        println!("ratios lb/haproxy (targets: req/s >= 1.0, p99 <= 1.0, CPU/req <= 1.0, idle <= 16 KiB):");
+        println!("ratios lb/haproxy, median of the rounds' paired ratios (targets: req/s >= 1.0, p99 <= 1.0, CPU/req <= 1.0, idle <= 16 KiB):");
         for (mode, a, b) in [
-            ("keepalive", us.keepalive, them.keepalive),
-            ("httpclose", us.close, them.close),
+            ("keepalive", &us.keepalive, &them.keepalive),
+            ("httpclose", &us.close, &them.close),
         ] {
-            println!(
-                "  {mode:<10} req/s {:.2}x  p50 {:.2}x  p99 {:.2}x  CPU/req {:.2}x",
-                a.rps / b.rps,
-                a.p50_us / b.p50_us,
-                a.p99_us / b.p99_us,
-                a.cpu_us_per_req / b.cpu_us_per_req
-            );
+            let mut line = format!("  {mode:<10}");
+            let mut rounds = Vec::new();
+            for (name, f) in METRICS {
+                let per_round: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect();
+                line += &format!(" {name} {:.2}x ", median(per_round.clone()));
+                rounds.push((name, per_round));
+            }
+            println!("{}", line.trim_end());
+            for (name, per_round) in rounds {
+                let each: Vec<String> = per_round.iter().map(|r| format!("{r:.2}")).collect();
+                println!("      {name:<8} by round: {}", each.join(" "));
+            }
         }
         println!(
             "  idle memory per connection {:.2}x ({:.1} KiB vs {:.1} KiB)",
