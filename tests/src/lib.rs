@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod daemon;
 pub mod demo;
+pub mod http_backend;
 pub mod l4lab;
 pub mod netns;
 pub mod procfs;

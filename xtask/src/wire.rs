@@ -10,7 +10,7 @@
 //!
 //! For each: requests/s and whole-machine CPU microseconds per request (busy time from
 //! /proc/stat over the run), then each setup's added CPU cost per request over `direct`,
-//! and ours as a ratio to nft's.
+//! and ours as a ratio to nft's (of the medians, then each round's own).
 //!
 //! ```text
 //!  client 198.18.30.1 --+
@@ -372,7 +372,11 @@ pub fn run(lb: &Path, opts: &WireOptions) -> Result<()> {
     }
     let median = |mut v: Vec<f64>| -> f64 {
         v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
     };
     let rows: Vec<(&str, Pair, Pair)> = SETUPS
         .iter()
@@ -412,19 +416,41 @@ pub fn run(lb: &Path, opts: &WireOptions) -> Result<()> {
     let (n_s, n_k) = get("nft-dsr");
     let (f_s, f_k) = get("ip-forward");
     let (o_s, o_k) = get("lb-dsr");
-    println!(
-        "added CPU over direct, short:      lb-dsr {:+.1} us, nft-dsr {:+.1} us, ip-forward {:+.1} us; lb/nft = {:.2}x",
-        o_s - d_s,
-        n_s - d_s,
-        f_s - d_s,
-        (o_s - d_s) / (n_s - d_s)
-    );
-    println!(
-        "added CPU over direct, keep-alive: lb-dsr {:+.1} us, nft-dsr {:+.1} us, ip-forward {:+.1} us; lb/nft = {:.2}x",
-        o_k - d_k,
-        n_k - d_k,
-        f_k - d_k,
-        (o_k - d_k) / (n_k - d_k)
-    );
+    // The ratio is of the medians' added costs; each round's own ratio (all four setups
+    // measured within a minute) follows, to show the spread. With keep-alive both added
+    // costs are a few microseconds, so single rounds' ratios there are mostly noise.
+    let at = |name: &str| SETUPS.iter().position(|s| *s == name).unwrap_or(0);
+    let per_round = |cpu: fn(&Sample) -> f64| -> Vec<f64> {
+        let (d, n, o) = (
+            &samples[at("direct")],
+            &samples[at("nft-dsr")],
+            &samples[at("lb-dsr")],
+        );
+        d.iter()
+            .zip(n)
+            .zip(o)
+            .map(|((d, n), o)| (cpu(o) - cpu(d)) / (cpu(n) - cpu(d)))
+            .collect()
+    };
+    for (label, (o, n, f, d), cpu) in [
+        (
+            "short:     ",
+            (o_s, n_s, f_s, d_s),
+            (|r: &Sample| r.0 .1) as fn(&Sample) -> f64,
+        ),
+        ("keep-alive:", (o_k, n_k, f_k, d_k), |r: &Sample| r.1 .1),
+    ] {
+        let rounds = per_round(cpu);
+        let each: Vec<String> = rounds.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "added CPU over direct, {label} lb-dsr {:+.1} us, nft-dsr {:+.1} us, ip-forward {:+.1} us; \
+             lb/nft = {:.2}x (by round: {})",
+            o - d,
+            n - d,
+            f - d,
+            (o - d) / (n - d),
+            each.join(" ")
+        );
+    }
     Ok(())
 }

@@ -196,37 +196,28 @@ pub async fn serve_farms(
     // (`shards::place`).
     let tracker = TaskTracker::new();
     let loops = super::shards::loops();
-    if loops.is_empty() {
-        accept_loop(
-            listener,
-            current,
+    // One descriptor per loop: the listener itself for the first, duplicates for the
+    // others. Without loops, the caller's runtime accepts.
+    let mut listeners = vec![listener];
+    for _ in 1..loops.len() {
+        listeners.push(listeners[0].try_clone().map_err(&lerr)?);
+    }
+    let mut accepting = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.into_iter().enumerate() {
+        let a = accept_loop(
+            l,
+            current.clone(),
             inherit_nodelay,
             tracker.clone(),
-            shutdown,
-        )
-        .await;
-    } else {
-        let mut accepting = Vec::with_capacity(loops.len());
-        for handle in &loops[1..] {
-            let dup = listener.try_clone().map_err(&lerr)?;
-            accepting.push(handle.spawn(accept_loop(
-                dup,
-                current.clone(),
-                inherit_nodelay,
-                tracker.clone(),
-                shutdown.clone(),
-            )));
-        }
-        accepting.push(loops[0].spawn(accept_loop(
-            listener,
-            current,
-            inherit_nodelay,
-            tracker.clone(),
-            shutdown,
-        )));
-        for a in accepting {
-            let _ = a.await;
-        }
+            shutdown.clone(),
+        );
+        accepting.push(match loops.get(i) {
+            Some(handle) => handle.spawn(a),
+            None => tokio::spawn(a),
+        });
+    }
+    for a in accepting {
+        let _ = a.await;
     }
     tracker.close();
     let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, tracker.wait()).await;
