@@ -160,6 +160,10 @@ struct Wrk {
     requests: u64,
     errors: u64,
     cpu_us_per_req: f64,
+    /// Context switches of the proxy's threads per request (voluntary + involuntary):
+    /// each is a sleep in epoll_wait or a preemption, so this shows how the proxy's
+    /// work is batched.
+    switches_per_req: f64,
 }
 
 /// The median of `v` (the mean of the middle two for an even count); NaN if empty.
@@ -190,20 +194,21 @@ fn print_table(rows: &[Row], o: &Options) {
         o.connections, o.duration, o.rounds
     );
     println!(
-        "{:<10} {:<10} {:>10} {:>10} {:>10} {:>12} {:>9} {:>7}",
-        "proxy", "mode", "req/s", "p50 ms", "p99 ms", "CPU us/req", "requests", "errors"
+        "{:<10} {:<10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>7}",
+        "proxy", "mode", "req/s", "p50 ms", "p99 ms", "CPU us/req", "cswch/req", "requests", "errors"
     );
     for r in rows {
         for (mode, runs) in [("keepalive", &r.keepalive), ("httpclose", &r.close)] {
             let m = |f: Metric| median(runs.iter().map(f).collect());
             println!(
-                "{:<10} {:<10} {:>10.0} {:>10.2} {:>10.2} {:>12.1} {:>9} {:>7}",
+                "{:<10} {:<10} {:>10.0} {:>10.2} {:>10.2} {:>12.1} {:>10.2} {:>9} {:>7}",
                 r.name,
                 mode,
                 m(|w| w.rps),
                 m(|w| w.p50_us) / 1000.0,
                 m(|w| w.p99_us) / 1000.0,
                 m(|w| w.cpu_us_per_req),
+                m(|w| w.switches_per_req),
                 runs.iter().map(|w| w.requests).sum::<u64>(),
                 runs.iter().map(|w| w.errors).sum::<u64>()
             );
@@ -481,6 +486,26 @@ fn wait_http(ns: &Netns, to: SocketAddr) -> Result<()> {
 }
 
 /// utime + stime of `pid` (all threads), in microseconds.
+/// Context switches of all of `pid`'s threads so far.
+fn switches(pid: u32) -> Result<u64> {
+    let mut n = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                n += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(n)
+}
+
 fn cpu_us(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let rest = stat
@@ -512,7 +537,7 @@ fn rss_bytes(pid: u32) -> Result<f64> {
 fn wrk(lab: &Lab, pid: u32, to: SocketAddr, secs: u64, conns: u32) -> Result<Wrk> {
     let url = format!("http://{to}/");
     let (d, c) = (format!("{secs}s"), conns.to_string());
-    let cpu0 = cpu_us(pid)?;
+    let (cpu0, sw0) = (cpu_us(pid)?, switches(pid)?);
     // LB_BENCH_PERF=<file>: a perf profile of lb during its keep-alive run (with
     // LB_BENCH_PERF_CLOSE set: its httpclose run); a development aid.
     let perf = match std::env::var("LB_BENCH_PERF") {
@@ -545,13 +570,14 @@ fn wrk(lab: &Lab, pid: u32, to: SocketAddr, secs: u64, conns: u32) -> Result<Wrk
         &["wrk", "-t2", "-c", &c, "-d", &d, "--latency", &url],
         Duration::from_secs(secs + 30),
     )?;
-    let cpu1 = cpu_us(pid)?;
+    let (cpu1, sw1) = (cpu_us(pid)?, switches(pid)?);
     if let Some(mut p) = perf {
         let _ = p.wait();
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut w = parse_wrk(&text).with_context(|| format!("wrk output:\n{text}"))?;
     w.cpu_us_per_req = (cpu1 - cpu0) / (w.requests.max(1) as f64);
+    w.switches_per_req = sw1.saturating_sub(sw0) as f64 / (w.requests.max(1) as f64);
     Ok(w)
 }
 
