@@ -195,7 +195,15 @@ fn print_table(rows: &[Row], o: &Options) {
     );
     println!(
         "{:<10} {:<10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9} {:>7}",
-        "proxy", "mode", "req/s", "p50 ms", "p99 ms", "CPU us/req", "cswch/req", "requests", "errors"
+        "proxy",
+        "mode",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU us/req",
+        "cswch/req",
+        "requests",
+        "errors"
     );
     for r in rows {
         for (mode, runs) in [("keepalive", &r.keepalive), ("httpclose", &r.close)] {
