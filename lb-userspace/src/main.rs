@@ -18,9 +18,9 @@ use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 /// Every HTTP connection allocates and frees its buffers and futures: jemalloc's
 /// per-thread caches make that cheap (glibc's malloc was a tenth of the proxy's
-/// user-space time under `httpclose`). Its background thread returns freed memory to
-/// the system (after thousands of connections close) instead of the event loops
-/// doing it between requests.
+/// user-space time under `httpclose`). Not with jemalloc's background purging thread:
+/// it blocks every signal, so the privilege drop, which has each thread switch its own
+/// credentials on a signal, could not complete.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
