@@ -415,8 +415,8 @@ impl AsyncWrite for DeadlineIo {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.close_only {
             // A server connection whose one exchange is complete: hyper shuts it down
-            // only once the response was read through. Closing it with a reset, as
-            // HAProxy does with its server connections, saves the FIN exchange and the
+            // only once the response was read through. Closing it with a reset (HAProxy's
+            // `option nolinger` on a backend) saves the FIN exchange and the
             // TIME_WAIT socket that either side would keep for a minute (the server's,
             // as it usually closes first after `Connection: close`). Nothing is lost:
             // the request was read and the response received.
