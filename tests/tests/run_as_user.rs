@@ -164,6 +164,8 @@ fn runs_as_the_configured_user_with_runtime_capabilities_only() -> Result<()> {
         let (st, out, err) = lb(&["reload", "--socket", &socket])?;
         println!("lb reload as nobody: {}{}", out.trim(), err.trim());
         ensure!(st.success(), "reload: {out}{err}");
+        // The daemon's log reaches the test through a reader thread: it may lag the reply.
+        let _ = d.wait_log("HTTP proxy listening", 1, Duration::from_secs(5));
         ensure!(
             d.log().contains("HTTP proxy listening") && d.log().contains("198.19.0.101:81"),
             "the new HTTP listener on port 81:\n{}",
