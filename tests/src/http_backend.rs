@@ -161,6 +161,6 @@ fn serve_conn(mut s: TcpStream, name: &str, stop: &AtomicBool, served: &AtomicUs
 }
 
 /// Where `needle` starts in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }

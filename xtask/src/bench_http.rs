@@ -18,6 +18,7 @@
 //! rounds' paired ratios (lb's run against HAProxy's run next to it in time): a burst of
 //! load from elsewhere on the shared machine moves one round, not the comparison.
 
+use crate::stats::median;
 use anyhow::{bail, ensure, Context, Result};
 use lb_tests::{
     daemon::Instance,
@@ -164,16 +165,6 @@ struct Wrk {
     /// each is a sleep in epoll_wait or a preemption, so this shows how the proxy's
     /// work is batched.
     switches_per_req: f64,
-}
-
-/// The median of `v` (the mean of the middle two for an even count); NaN if empty.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Reads one figure of a run.
@@ -493,7 +484,6 @@ fn wait_http(ns: &Netns, to: SocketAddr) -> Result<()> {
     }
 }
 
-/// utime + stime of `pid` (all threads), in microseconds.
 /// Context switches of all of `pid`'s threads so far.
 fn switches(pid: u32) -> Result<u64> {
     let mut n = 0;
@@ -514,6 +504,7 @@ fn switches(pid: u32) -> Result<u64> {
     Ok(n)
 }
 
+/// utime + stime of `pid` (all threads), in microseconds.
 fn cpu_us(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let rest = stat

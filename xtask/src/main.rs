@@ -5,6 +5,7 @@
 
 mod bench_http;
 mod man;
+mod stats;
 mod wire;
 
 use anyhow::{bail, Context, Result};

@@ -19,6 +19,7 @@
 //!  VIP 198.19.30.100 on the backend's lo; nginx on the backend
 //! ```
 
+use crate::stats::median;
 use anyhow::{bail, Context, Result};
 use std::{
     path::{Path, PathBuf},
@@ -370,14 +371,6 @@ pub fn run(lb: &Path, opts: &WireOptions) -> Result<()> {
             samples[i].push(r);
         }
     }
-    let median = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => v[n / 2],
-            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        }
-    };
     let rows: Vec<(&str, Pair, Pair)> = SETUPS
         .iter()
         .zip(&samples)
